@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Build the Debian 13 (trixie) base image the tests use, with debootstrap + docker import.
+# The mirror comes from this machine's own apt sources (tests/harness/apt_mirror.py).
+# The tag holds a hash of this script, so an unchanged recipe is built once and then reused.
+# Prints the image tag on its last line.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+suite=trixie
+packages=python3,python3-apt,systemd,systemd-sysv,dbus,ca-certificates,iproute2,procps,gnupg,curl,less,iptables
+recipe_hash=$( (cat "$0"; echo "$packages") | sha256sum | cut -c1-12)
+tag=${LLMOPS_BASE_IMAGE_REPO:-llmops-harness/debian}:${suite}-${recipe_hash}
+
+if docker image inspect "$tag" >/dev/null 2>&1; then
+  echo "base-image: $tag is cached; skipping the build" >&2
+  echo "$tag"
+  exit 0
+fi
+
+"$here/ensure-debs.sh" debootstrap debian-archive-keyring
+mirror=$(python3 "$here/apt_mirror.py")
+work=$(mktemp -d /var/tmp/llmops-rootfs.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+echo "base-image: debootstrap $suite from $mirror (cold build, about a minute)" >&2
+start=$(date +%s)
+if ! debootstrap --variant=minbase --include="$packages" \
+      --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
+      "$suite" "$work/root" "$mirror" >"$work/debootstrap.log" 2>&1; then
+  tail -n 30 "$work/debootstrap.log" >&2
+  echo "base-image: debootstrap failed" >&2
+  exit 1
+fi
+# A fresh machine-id per container, no apt caches in the image.
+: > "$work/root/etc/machine-id"
+rm -rf "$work/root/var/cache/apt/archives/"*.deb "$work/root/var/lib/apt/lists/"*
+# Containers start systemd as PID 1 (molecule instances run their own dockerd under it).
+tar -C "$work/root" -c . | docker import \
+  -c 'ENV container=docker' -c 'CMD ["/sbin/init"]' \
+  -m "llmops.gpu_stack test base: debian $suite minbase + systemd + python3" - "$tag" >/dev/null
+echo "base-image: built $tag in $(( $(date +%s) - start )) s" >&2
+echo "$tag"
