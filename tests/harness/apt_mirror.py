@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 """Find the Debian mirror this machine's apt already uses.
 
 The test harness bootstraps Debian 13 images from the same mirror the host
 uses, so no registry host name is ever written into this repository.
 Reads one-line ``.list`` files and deb822 ``.sources`` files.
 
-Usage: apt_mirror.py [--root /]   -> prints the mirror URI (no trailing slash)
+Usage: python3 apt_mirror.py [--root /]   -> prints the mirror URI (no trailing slash)
 The environment variable LLMOPS_DEBIAN_MIRROR overrides the detection.
 """
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 suite=trixie
-packages=python3,python3-apt,systemd,systemd-sysv,dbus,ca-certificates,iproute2,procps,gnupg,curl,less,iptables
+packages=python3,python3-apt,sudo,systemd,systemd-sysv,dbus,ca-certificates,iproute2,procps,gnupg,curl,less,iptables
 recipe_hash=$( (cat "$0"; echo "$packages") | sha256sum | cut -c1-12)
 tag=${LLMOPS_BASE_IMAGE_REPO:-llmops-harness/debian}:${suite}-${recipe_hash}
 

@@ -1,0 +1,48 @@
+# Two commands for a newcomer:
+#   make deploy   venv + everything installed, then site.yml against inventories/local
+#                 (or INVENTORY=inventories/<env>; extra ansible-playbook flags in ARGS=)
+#   make test     venv + everything installed, then the whole suite (tests/harness/suite.sh)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+INVENTORY ?= inventories/local
+ARGS ?=
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: venv deploy test lint sanity units pytest molecule build clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+deploy: venv
+	ansible-playbook site.yml -i $(INVENTORY) $(ARGS)
+
+test: venv
+	tests/harness/suite.sh
+
+lint: venv
+	yamllint -s . && ansible-lint --profile production && ruff check .
+
+sanity: venv
+	tests/harness/ansible-test.sh sanity
+
+units: venv
+	tests/harness/ansible-test.sh units
+
+pytest: venv
+	pytest -p no:cacheprovider
+
+molecule: venv
+	molecule test --all
+
+build: venv
+	ansible-galaxy collection build --force --output-path .build
+
+clean:
+	rm -rf .build .cache/harness tests/output

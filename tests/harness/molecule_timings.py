@@ -1,0 +1,58 @@
+"""Print the idempotent re-run time of site.yml beside a no-op play, from a molecule log.
+
+molecule/default enables the llmops_timer callback; its stages are converge,
+idempotence (site.yml again, must change nothing) and side_effect (noop.yml: only
+gathers facts). The performance goal is idempotence <= 2 x no-op.
+Usage: python3 molecule_timings.py LOGFILE [--scenario default]
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+STAGE = re.compile(r"(\w[\w-]*)\s+\S+\s+(\w+): Executing")
+TIMER = re.compile(r"llmops-timer playbook=(\S+) seconds=([0-9.]+)")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def parse(lines):
+    """Return {(scenario, stage): seconds} from molecule output lines."""
+    current = None
+    times = {}
+    for raw in lines:
+        line = ANSI.sub("", raw)
+        stage = STAGE.search(line)
+        if stage:
+            current = (stage.group(1), stage.group(2))
+            continue
+        timer = TIMER.search(line)
+        if timer and current:
+            times[current] = times.get(current, 0.0) + float(timer.group(2))
+    return times
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    with open(argv[1], encoding="utf-8", errors="replace") as handle:
+        times = parse(handle)
+    scenarios = sorted({key[0] for key in times})
+    print("| scenario | converge (s) | idempotent re-run (s) | no-op fact gathering (s) | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    for scenario in scenarios:
+        conv = times.get((scenario, "converge"))
+        idem = times.get((scenario, "idempotence"))
+        noop = times.get((scenario, "side_effect"))
+        ratio = f"{idem / noop:.2f}x" if idem and noop else "n/a"
+
+        def fmt(value):
+            return f"{value:.1f}" if value is not None else "n/a"
+
+        print(f"| {scenario} | {fmt(conv)} | {fmt(idem)} | {fmt(noop)} | {ratio} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The whole test suite, in order, stopping at the first failure (called by `make test`):
+#   yamllint, ansible-lint (production), ruff, ansible-test sanity, ansible-test units,
+#   pytest (unit + integration), molecule test --all.
+# Expects the dev virtualenv's bin/ first on PATH (the Makefile arranges that).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+export LLMOPS_HARNESS_STATE=$root/.cache/harness
+mkdir -p "$LLMOPS_HARNESS_STATE" tests/output
+export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
+export PY_COLORS=${PY_COLORS:-0}
+suite_start=$(date +%s)
+declare -a summary=()
+
+step() {
+  local name=$1
+  shift
+  local start
+  start=$(date +%s)
+  echo
+  echo "================ [$name] $* ================"
+  if "$@"; then
+    summary+=("$(printf '%-22s ok     %5d s' "$name" $(( $(date +%s) - start )))")
+  else
+    local rc=$?
+    summary+=("$(printf '%-22s FAILED %5d s' "$name" $(( $(date +%s) - start )))")
+    finish
+    echo "suite: step '$name' failed (exit $rc); stopping here" >&2
+    exit "$rc"
+  fi
+}
+
+finish() {
+  echo
+  echo "================ suite summary ================"
+  printf '%s\n' "${summary[@]}"
+  echo "total: $(( $(date +%s) - suite_start )) s"
+  if [ -f tests/output/molecule.log ]; then
+    echo
+    echo "site.yml re-run vs a no-op play (goal: re-run <= 2x no-op):"
+    python3 "$here/molecule_timings.py" tests/output/molecule.log || true
+  fi
+}
+
+cleanup() { "$here/docker-engine.sh" stop || true; }
+trap cleanup EXIT
+
+host_services() {
+  # Debian packages the integration tests run for real, and the linters ansible-test uses.
+  "$here/ensure-debs.sh" docker.io debootstrap debian-archive-keyring redis-server prometheus \
+    shellcheck dpkg-dev apt-utils gnupg
+  # The Debian packages enable their own services when systemd runs; tests start their own
+  # instances on free loopback ports, so nothing here depends on those.
+  "$here/docker-engine.sh" start
+}
+
+run_molecule() {
+  set -o pipefail
+  molecule test --all 2>&1 | tee tests/output/molecule.log
+}
+
+step yamllint yamllint -s .
+step ansible-lint ansible-lint --profile production
+step ruff ruff check .
+step sanity "$here/ansible-test.sh" sanity
+step units "$here/ansible-test.sh" units
+step host-services host_services
+step pytest pytest -p no:cacheprovider
+step molecule run_molecule
+finish

@@ -1,0 +1,61 @@
+"""The collection builds, installs, and its playbooks parse from outside the checkout."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(shutil.which("ansible-playbook") or "ansible-playbook").parent
+
+
+def run(args, cwd, env=None):
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, f"{' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("collection")
+    run([BIN / "ansible-galaxy", "collection", "build", "--output-path", tmp, str(ROOT)], cwd=tmp)
+    tarballs = list(tmp.glob("llmops-gpu_stack-*.tar.gz"))
+    assert len(tarballs) == 1
+    dest = tmp / "installed"
+    run([BIN / "ansible-galaxy", "collection", "install", "--no-deps", "-p", dest, tarballs[0]], cwd=tmp)
+    return tmp, tarballs[0], dest
+
+
+def test_tarball_leaves_out_caches_and_checkout_links(installed):
+    _, tarball, _ = installed
+    listing = subprocess.run(["tar", "-tzf", tarball], capture_output=True, text=True, check=True).stdout.split()
+    for bad in (".venv/", ".cache/", "collections/", "tests/output/", "__pycache__", ".git/", ".ci/"):
+        assert not any(bad in name for name in listing), f"{bad} leaked into {tarball.name}"
+    for needed in ("galaxy.yml", "MANIFEST.json", "meta/runtime.yml", "playbooks/site.yml", "README.md"):
+        assert any(name.endswith(needed) for name in listing), f"{needed} missing from tarball"
+
+
+@pytest.mark.parametrize("playbook", ["site", "verify", "teardown"])
+def test_installed_playbooks_parse_from_outside(installed, playbook):
+    tmp, _, dest = installed
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(dest), ANSIBLE_CONFIG=os.devnull)
+    run(
+        [BIN / "ansible-playbook", f"llmops.gpu_stack.{playbook}", "--syntax-check", "-i", ROOT / "inventories" / "example"],
+        cwd=tmp,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("inventory", ["example", "local"])
+def test_root_site_parses_from_checkout(inventory):
+    run([BIN / "ansible-playbook", "site.yml", "--syntax-check", "-i", f"inventories/{inventory}"], cwd=ROOT)
+
+
+def test_example_inventory_overrides_models_root_per_host():
+    proc = run([BIN / "ansible-inventory", "-i", "inventories/example", "--list"], cwd=ROOT)
+    hostvars = json.loads(proc.stdout)["_meta"]["hostvars"]
+    roots = {host: hv.get("model_store_models_root") for host, hv in hostvars.items()}
+    assert len(set(roots.values())) == 2, f"expected one host to override the models root: {roots}"
