@@ -64,7 +64,13 @@ run_molecule() {
 step yamllint yamllint -s .
 step ansible-lint ansible-lint --profile production
 step ruff ruff check .
-step sanity "$here/ansible-test.sh" sanity
+sanity() {
+  # shellcheck is what ansible-test's shellcheck sanity test runs; without it that test is skipped.
+  "$here/ensure-debs.sh" shellcheck
+  "$here/ansible-test.sh" sanity
+}
+
+step sanity sanity
 step units "$here/ansible-test.sh" units
 step host-services host_services
 step pytest pytest -p no:cacheprovider

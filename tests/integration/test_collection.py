@@ -30,7 +30,7 @@ def installed(tmp_path_factory):
 
 
 def test_tarball_leaves_out_caches_and_checkout_links(installed):
-    _, tarball, _ = installed
+    tarball = installed[1]
     listing = subprocess.run(["tar", "-tzf", tarball], capture_output=True, text=True, check=True).stdout.split()
     for bad in (".venv/", ".cache/", "collections/", "tests/output/", "__pycache__", ".git/", ".ci/"):
         assert not any(bad in name for name in listing), f"{bad} leaked into {tarball.name}"
@@ -40,7 +40,7 @@ def test_tarball_leaves_out_caches_and_checkout_links(installed):
 
 @pytest.mark.parametrize("playbook", ["site", "verify", "teardown"])
 def test_installed_playbooks_parse_from_outside(installed, playbook):
-    tmp, _, dest = installed
+    tmp, dest = installed[0], installed[2]
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(dest), ANSIBLE_CONFIG=os.devnull)
     run(
         [BIN / "ansible-playbook", f"llmops.gpu_stack.{playbook}", "--syntax-check", "-i", ROOT / "inventories" / "example"],
