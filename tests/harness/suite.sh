@@ -65,7 +65,7 @@ step yamllint yamllint -s .
 step ansible-lint ansible-lint --profile production
 step ruff ruff check .
 sanity() {
-  # shellcheck is what ansible-test's shellcheck sanity test runs; without it that test is skipped.
+  # ansible-test runs the shellcheck program; without it that sanity test is skipped.
   "$here/ensure-debs.sh" shellcheck
   "$here/ansible-test.sh" sanity
 }
