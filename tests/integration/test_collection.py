@@ -3,13 +3,14 @@
 import json
 import os
 import pathlib
-import shutil
 import subprocess
+import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = pathlib.Path(shutil.which("ansible-playbook") or "ansible-playbook").parent
+# The ansible-* entry points of the virtualenv that runs pytest.
+BIN = pathlib.Path(sys.executable).parent
 
 
 def run(args, cwd, env=None):
@@ -34,14 +35,16 @@ def test_tarball_leaves_out_caches_and_checkout_links(installed):
     listing = subprocess.run(["tar", "-tzf", tarball], capture_output=True, text=True, check=True).stdout.split()
     for bad in (".venv/", ".cache/", "collections/", "tests/output/", "__pycache__", ".git/", ".ci/"):
         assert not any(bad in name for name in listing), f"{bad} leaked into {tarball.name}"
-    for needed in ("galaxy.yml", "MANIFEST.json", "meta/runtime.yml", "playbooks/site.yml", "README.md"):
+    for needed in ("MANIFEST.json", "FILES.json", "meta/runtime.yml", "playbooks/site.yml", "README.md"):
         assert any(name.endswith(needed) for name in listing), f"{needed} missing from tarball"
 
 
 @pytest.mark.parametrize("playbook", ["site", "verify", "teardown"])
 def test_installed_playbooks_parse_from_outside(installed, playbook):
     tmp, dest = installed[0], installed[2]
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(dest), ANSIBLE_CONFIG=os.devnull)
+    config = tmp / "ansible.cfg"
+    config.write_text("[defaults]\n")
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(dest), ANSIBLE_CONFIG=str(config))
     run(
         [BIN / "ansible-playbook", f"llmops.gpu_stack.{playbook}", "--syntax-check", "-i", ROOT / "inventories" / "example"],
         cwd=tmp,
