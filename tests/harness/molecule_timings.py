@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import sys
 
-STAGE = re.compile(r"(\w[\w-]*)\s+\S+\s+(\w+): Executing")
+# molecule prints "[default > converge] Executing" without a TTY, "default ➜ converge: Executing" with one.
+STAGE = re.compile(r"(?:\[([\w-]+) > (\w+)\]|([\w-]+)\s+\S+\s+(\w+):) Executing")
 TIMER = re.compile(r"llmops-timer playbook=(\S+) seconds=([0-9.]+)")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -24,7 +25,7 @@ def parse(lines):
         line = ANSI.sub("", raw)
         stage = STAGE.search(line)
         if stage:
-            current = (stage.group(1), stage.group(2))
+            current = (stage.group(1) or stage.group(3), stage.group(2) or stage.group(4))
             continue
         timer = TIMER.search(line)
         if timer and current:

@@ -14,7 +14,7 @@ INFO     default \u279c idempotence: Executing
   | llmops-timer playbook=site.yml seconds=9.500
 INFO     default \u279c side_effect: Executing
   | llmops-timer playbook=noop.yml seconds=5.000
-INFO     multihost \u279c converge: Executing
+INFO     [multihost > converge] Executing
   | llmops-timer playbook=site.yml seconds=30.000
 """
 
