@@ -1,0 +1,339 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: llmops.gpu_stack contributors
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: stack_health
+short_description: Check the LLM stack end to end (engine, gateway, Redis, Prometheus, a chat)
+version_added: "0.1.0"
+description:
+  - Runs the checks that verify a deployed stack, from the host that runs it, and reports each
+    component with its latency, details and the reason it failed.
+  - V(engine) asks the inference engine (vLLM) for C(GET /v1/models) with O(engine_api_key) and
+    expects every model in O(expected_models). It tells apart connection refused, timeout,
+    C(401), an answer that is not JSON, and a missing model.
+  - V(gateway) asks the LiteLLM proxy for C(GET /health/liveliness) and C(GET /health/readiness)
+    (no key needed), then, when O(gateway_api_key) is set, C(GET /v1/models) with that master key,
+    which must list O(expected_models). LiteLLM's C(/health) is not called, because it calls
+    every deployment.
+  - V(redis) speaks the Redis protocol over a socket, C(AUTH) with O(redis_password) (when set)
+    then C(PING), and expects C(PONG); it reports C(NOAUTH), C(WRONGPASS) and connection errors.
+  - V(prometheus) reads C(GET /api/v1/targets?state=active); each job in O(expected_jobs) needs at
+    least one target and every one of its targets C(health=up). It reports the job that is down
+    or missing and Prometheus's last scrape error.
+  - >-
+    V(chat) sends one small chat completion (C(max_tokens=8)) through the gateway with the master key
+    and expects C(200) with choices. It runs after the V(engine) and V(gateway) checks of the same
+    round, and only when those that were requested passed; otherwise it fails with
+    C(not run: engine failing). A chat to a dead engine would make LiteLLM spend its retries (about
+    6 seconds) and count towards the deployment's cooldown.
+  - The checks of one round run at the same time (V(chat) after them). With O(wait_timeout) above 0 the module polls
+    every O(poll_interval) seconds, re-running only the checks that failed, until all pass or time
+    runs out. Once none fails, the checks that passed in earlier rounds are run again at once (a
+    confirmation round), so that C(healthy) rests on back-to-back rounds and a component that went
+    down meanwhile is not missed.
+  - Never changes anything. Fails, naming each failing component and its reason, when the stack
+    is not healthy.
+author:
+  - llmops.gpu_stack maintainers (!UNKNOWN)
+options:
+  engine_url:
+    description:
+      - Base URL of the inference engine (vLLM's OpenAI server), without C(/v1).
+    type: str
+    default: http://127.0.0.1:8001
+  engine_api_key:
+    description:
+      - The engine's API key (vLLM's C(--api-key) / C(VLLM_API_KEY)), sent as a bearer token.
+    type: str
+  expected_models:
+    description:
+      - Model names that the engine and the gateway must list (for example V(qwen3-8b)).
+      - When empty, any model list is accepted.
+    type: list
+    elements: str
+    default: []
+  gateway_url:
+    description:
+      - Base URL of the LiteLLM proxy.
+    type: str
+    default: http://127.0.0.1:4000
+  gateway_api_key:
+    description:
+      - The LiteLLM master key. Needed by the V(chat) check and for the gateway's model list;
+        without it the V(gateway) check only asks the liveliness and readiness endpoints.
+    type: str
+  redis_host:
+    description:
+      - Redis host name or address.
+    type: str
+    default: 127.0.0.1
+  redis_port:
+    description:
+      - Redis port.
+    type: int
+    default: 6379
+  redis_password:
+    description:
+      - Redis password (C(requirepass)), sent with C(AUTH).
+      - When the server has no password but one is given, the check fails, because the server is
+        not configured as expected.
+    type: str
+  prometheus_url:
+    description:
+      - Base URL of Prometheus.
+    type: str
+    default: http://127.0.0.1:9090
+  expected_jobs:
+    description:
+      - Prometheus job names that must have at least one active target, all of them up.
+      - When empty, the check only needs Prometheus to answer.
+    type: list
+    elements: str
+    default: [litellm-proxy, inference-engine]
+  chat_model:
+    description:
+      - Model (gateway alias) for the V(chat) check.
+      - Defaults to the first of O(expected_models); one of the two is required when V(chat) is in O(checks).
+    type: str
+  chat_prompt:
+    description:
+      - The user message of the V(chat) check.
+    type: str
+    default: Reply with OK.
+  checks:
+    description:
+      - The checks to run.
+    type: list
+    elements: str
+    choices: [engine, gateway, redis, prometheus, chat]
+    default: [engine, gateway, redis, prometheus, chat]
+  wait_timeout:
+    description:
+      - Seconds to keep polling until every check passes. V(0) runs one round.
+      - The last round may end up to O(request_timeout) seconds later.
+    type: float
+    default: 0
+  poll_interval:
+    description:
+      - Seconds between rounds while waiting. With the default, the module reports healthy within
+        a fraction of a second after the last component becomes ready.
+    type: float
+    default: 0.2
+  request_timeout:
+    description:
+      - Timeout in seconds of each HTTP request and of the Redis connection.
+    type: float
+    default: 5
+  validate_certs:
+    description:
+      - Validate TLS certificates of C(https://) URLs.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    description: Can run in check mode and report what would change, without changing anything.
+    support: full
+    details: Only reads; runs the same way in check mode.
+  diff_mode:
+    description: Reports the differences it would make in diff mode.
+    support: none
+notes:
+  - Runs on the managed host with the standard library only; the default URLs are the stack's
+    loopback ports.
+  - A stopped engine also fails V(chat) (not run) and, once Prometheus has scraped, the
+    C(inference-engine) job of V(prometheus); a stopped gateway also fails V(chat) (not run) and
+    the C(litellm-proxy) job.
+  - Requests honour the usual proxy environment variables; keep C(127.0.0.1) in E(no_proxy)
+    where a proxy is set.
+seealso:
+  - name: LiteLLM proxy health endpoints
+    description: Liveliness and readiness probes that need no key.
+    link: https://docs.litellm.ai/docs/proxy/health
+  - name: Prometheus targets API
+    description: The C(/api/v1/targets) answer this module evaluates.
+    link: https://prometheus.io/docs/prometheus/latest/querying/api/#targets
+"""
+
+EXAMPLES = r"""
+- name: Verify the stack, waiting up to 10 minutes for the engine to load its weights
+  llmops.gpu_stack.stack_health:
+    engine_api_key: "{{ llm_stack_engine_api_key }}"
+    gateway_api_key: "{{ llm_stack_litellm_master_key }}"
+    redis_password: "{{ llm_stack_redis_password }}"
+    expected_models: [qwen3-8b]
+    wait_timeout: 600
+  register: health
+  no_log: true
+
+- name: Show each component
+  ansible.builtin.debug:
+    msg: "{{ item.key }}: {{ 'ok' if item.value.ok else item.value.error }} ({{ item.value.latency_ms }} ms)"
+  loop: "{{ health.components | dict2items }}"
+  loop_control:
+    label: "{{ item.key }}"
+
+- name: Check only Redis and Prometheus, once
+  llmops.gpu_stack.stack_health:
+    checks: [redis, prometheus]
+    redis_password: "{{ llm_stack_redis_password }}"
+    expected_jobs: [inference-engine, litellm-proxy, prometheus]
+  no_log: true
+
+- name: Report without failing the play
+  llmops.gpu_stack.stack_health:
+    engine_api_key: "{{ llm_stack_engine_api_key }}"
+    gateway_api_key: "{{ llm_stack_litellm_master_key }}"
+    redis_password: "{{ llm_stack_redis_password }}"
+    expected_models: [qwen3-8b]
+  register: health
+  ignore_errors: true
+  no_log: true
+"""
+
+RETURN = r"""
+healthy:
+  description: Whether every requested check passed.
+  returned: always
+  type: bool
+  sample: false
+components:
+  description: One entry per requested check, keyed by its name (V(engine), V(gateway), V(redis), V(prometheus), V(chat)).
+  returned: always
+  type: dict
+  contains:
+    ok:
+      description: Whether this check passed.
+      type: bool
+      sample: true
+    latency_ms:
+      description: Milliseconds the check's last run took (all its requests together).
+      type: float
+      sample: 3.2
+    detail:
+      description:
+        - What the check saw. V(engine) and V(gateway) give C(models) (the listed model ids);
+          V(gateway) gives C(liveliness), C(readiness), C(litellm_version), C(models_checked);
+          V(redis) gives C(address), C(auth), C(ping); V(prometheus) gives C(jobs)
+          (per expected job C(up), C(total), C(targets)) and C(other_jobs); V(chat) gives
+          C(model), C(status), C(finish_reason), C(content) (cut to 80 characters), C(usage).
+      type: dict
+      sample: {"models": ["qwen3-8b"]}
+    error:
+      description: >-
+        Why the check failed (null when it passed); V(chat) says C(not run: X failing) when it was not sent.
+      type: str
+      sample: connection refused (127.0.0.1:6379)
+  sample:
+    engine: {ok: true, latency_ms: 2.1, detail: {models: [qwen3-8b]}, error: null}
+    redis: {ok: false, latency_ms: 0.4, detail: {address: "127.0.0.1:6379"}, error: "connection refused (127.0.0.1:6379)"}
+failing:
+  description: Names of the checks that failed, in check order.
+  returned: always
+  type: list
+  elements: str
+  sample: [redis, prometheus]
+attempts:
+  description: Rounds of checks run (confirmation rounds included).
+  returned: always
+  type: int
+  sample: 3
+elapsed:
+  description: Seconds from the first round's start to the result.
+  returned: always
+  type: float
+  sample: 0.412
+msg:
+  description:
+    - >-
+      A summary. Either which checks passed, or each failing check with its reason, for example
+      C(stack unhealthy: redis: connection refused (127.0.0.1:6379\); prometheus: job inference-engine target down (connection refused\)).
+  returned: always
+  type: str
+  sample: "stack healthy: engine, gateway, redis, prometheus, chat ok"
+"""
+
+from functools import partial
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.llmops.gpu_stack.plugins.module_utils.stack_health import (
+    CHECKS,
+    DEFAULT_JOBS,
+    DEPENDS,
+    check_chat,
+    check_engine,
+    check_gateway,
+    check_prometheus,
+    check_redis,
+    poll,
+    summary_message,
+)
+
+CHAT_MAX_TOKENS = 8
+
+
+def build_checks(params):
+    """name -> zero-argument callable, in the canonical order, for the requested checks."""
+    timeout = params["request_timeout"]
+    certs = params["validate_certs"]
+    expected = params["expected_models"]
+    chat_model = params["chat_model"] or (expected[0] if expected else None)
+    table = {
+        "engine": partial(check_engine, params["engine_url"], params["engine_api_key"], expected, timeout, certs),
+        "gateway": partial(check_gateway, params["gateway_url"], params["gateway_api_key"], expected, timeout, certs),
+        "redis": partial(check_redis, params["redis_host"], params["redis_port"], params["redis_password"], timeout),
+        "prometheus": partial(check_prometheus, params["prometheus_url"], params["expected_jobs"], timeout, certs),
+        "chat": partial(check_chat, params["gateway_url"], params["gateway_api_key"], model=chat_model,
+                        prompt=params["chat_prompt"], max_tokens=CHAT_MAX_TOKENS, timeout=timeout, validate_certs=certs),
+    }
+    return {name: table[name] for name in CHECKS if name in params["checks"]}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            engine_url=dict(type="str", default="http://127.0.0.1:8001"),
+            engine_api_key=dict(type="str", no_log=True),
+            expected_models=dict(type="list", elements="str", default=[]),
+            gateway_url=dict(type="str", default="http://127.0.0.1:4000"),
+            gateway_api_key=dict(type="str", no_log=True),
+            redis_host=dict(type="str", default="127.0.0.1"),
+            redis_port=dict(type="int", default=6379),
+            redis_password=dict(type="str", no_log=True),
+            prometheus_url=dict(type="str", default="http://127.0.0.1:9090"),
+            expected_jobs=dict(type="list", elements="str", default=list(DEFAULT_JOBS)),
+            chat_model=dict(type="str"),
+            chat_prompt=dict(type="str", default="Reply with OK."),
+            checks=dict(type="list", elements="str", choices=list(CHECKS), default=list(CHECKS)),
+            wait_timeout=dict(type="float", default=0),
+            poll_interval=dict(type="float", default=0.2),
+            request_timeout=dict(type="float", default=5),
+            validate_certs=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not params["checks"]:
+        module.fail_json(msg="checks is empty: name at least one of %s" % ", ".join(CHECKS))
+    if "chat" in params["checks"] and not (params["chat_model"] or params["expected_models"]):
+        module.fail_json(msg="the chat check needs chat_model or expected_models")
+    for name in ("wait_timeout", "poll_interval"):
+        if params[name] < 0:
+            module.fail_json(msg="%s must be >= 0, got %s" % (name, params[name]))
+    if params["request_timeout"] <= 0:
+        module.fail_json(msg="request_timeout must be > 0, got %s" % params["request_timeout"])
+
+    checks = build_checks(params)
+    result = poll(checks, wait_timeout=params["wait_timeout"], poll_interval=params["poll_interval"], depends=DEPENDS)
+    result["msg"] = summary_message(result["components"], list(checks))
+    if not result["healthy"]:
+        module.fail_json(changed=False, **result)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
