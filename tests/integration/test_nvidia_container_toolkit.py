@@ -42,7 +42,7 @@ PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "nvidia_toolkit.yml"
 BUILD_REPO = ROOT / "tests" / "fixtures" / "nvidia_apt_repo" / "build.sh"
 BASE_IMAGE_SH = ROOT / "tests" / "harness" / "base-image.sh"
 BIN = pathlib.Path(shutil.which("ansible-playbook") or pathlib.Path(sys.executable).with_name("ansible-playbook")).parent
-IMAGE = os.environ.get("LLMOPS_TEST_IMAGE", "llmops-test/debian:trixie-test")
+IMAGE = os.environ.get("LLMOPS_TEST_IMAGE", "")
 NAME = f"tk-nct-{os.getpid()}"
 DAEMON_JSON = "/etc/docker/daemon.json"
 PACKAGES = ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools", "libnvidia-container1")
@@ -125,7 +125,7 @@ def docker_reachable():
 
 
 def pick_image():
-    if sh("docker", "image", "inspect", IMAGE, check=False).returncode == 0:
+    if IMAGE and sh("docker", "image", "inspect", IMAGE, check=False).returncode == 0:
         return IMAGE
     # A fresh machine: the harness's own Debian 13 base image (debootstrap, cached by recipe hash).
     return sh(str(BASE_IMAGE_SH), timeout=900).stdout.strip().splitlines()[-1]
