@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Gateway benchmark: the real LiteLLM proxy with llm_stack's rendered defaults vs the seed's config.
 
 Everything runs on loopback: the stand-in engine (tests/fixtures/standin_engine), a real

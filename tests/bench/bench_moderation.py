@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Moderation overhead: the real LiteLLM proxy with the llmops guardrail vs the same proxy without it.
 
 Everything runs on loopback: the stand-in engine (tests/fixtures/standin_engine, NOT vLLM), the stand-in
@@ -89,7 +88,7 @@ class Client:
 def sequential(port: int, count: int) -> list[float]:
     client = Client(port)
     try:
-        return [client.post() for _ in range(count)]
+        return [client.post() for _request in range(count)]
     finally:
         client.close()
 
@@ -105,7 +104,7 @@ def concurrent(port: int, connections: int, per_connection: int) -> tuple[float,
         mine = []
         try:
             barrier.wait()
-            for _ in range(per_connection):
+            for _request in range(per_connection):
                 mine.append(client.post())
         except BaseException as err:  # noqa: BLE001 - reported after the run
             errors.append(err)
@@ -114,7 +113,7 @@ def concurrent(port: int, connections: int, per_connection: int) -> tuple[float,
             with lock:
                 latencies.extend(mine)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(connections)]
+    threads = [threading.Thread(target=worker, daemon=True) for _connection in range(connections)]
     for thread in threads:
         thread.start()
     barrier.wait()
@@ -170,7 +169,7 @@ def measure(proxies: dict[str, sp.Service], args, guard: sp.Service) -> list[dic
             seq[name] += sequential(proxy.port, block)
             calls[name] += guard_calls(guard) - before
         remaining -= block
-    for _ in range(args.rounds):
+    for _round in range(args.rounds):
         for name, proxy in proxies.items():
             before = guard_calls(guard)
             started = time.perf_counter()
