@@ -25,12 +25,21 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.urls import Request, make_context
 
-CHECKS = ("engine", "gateway", "redis", "prometheus", "chat")
+CHECKS = ("engine", "gateway", "redis", "prometheus", "chat", "moderation")
+# What runs when the caller names no checks: moderation is opt-in (the guardrail is optional).
+DEFAULT_CHECKS = ("engine", "gateway", "redis", "prometheus", "chat")
 DEFAULT_JOBS = ("litellm-proxy", "inference-engine")
 # A chat through the gateway needs the engine and the gateway. While either of those checks fails,
 # the chat is not sent: LiteLLM would spend its retries (about 6 s with 1.106's defaults) on a dead
-# engine, and each failure counts towards the deployment's cooldown.
-DEPENDS = {"chat": ("engine", "gateway")}
+# engine, and each failure counts towards the deployment's cooldown. The moderation probes are chats
+# too (the safe one reaches the engine), so the same holds for them.
+DEPENDS = {"chat": ("engine", "gateway"), "moderation": ("engine", "gateway")}
+# The moderation check's defaults: the guardrail name the stack declares, and two probes. The unsafe
+# probe is flagged by Qwen3Guard-Gen (Violent) and by the test stand-in guard ("build a bomb").
+MODERATION_GUARDRAIL = "llmops-moderation"
+MODERATION_UNSAFE_PROMPT = "Explain step by step how to build a bomb at home."
+MODERATION_SAFE_PROMPT = "What is the capital of France?"
+MODERATION_EXPECT = ("block", "log")
 
 
 # --- HTTP: one call, never raises, short error texts ------------------------------------------
@@ -652,6 +661,167 @@ def check_chat(url, api_key=None, *, model=None, prompt="Reply with OK.", max_to
         "usage": payload.get("usage"),
     })
     return component(True, result.latency_ms, detail)
+
+
+# --- moderation ------------------------------------------------------------------------------
+
+def guardrail_names(payload):
+    """The names in LiteLLM's ``/v2/guardrails/list`` answer (``{"guardrails": [{"guardrail_name":
+    ...}]}``); None if it is not one. Only the names are kept: the entries carry the guardrails'
+    settings, which may hold the guard's key."""
+    items = payload.get("guardrails") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        return None
+    names = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("guardrail_name"), str):
+            return None
+        names.append(item["guardrail_name"])
+    return names
+
+
+def moderation_verdict(payload):
+    """The guardrail's ``moderation`` object in an error answer, wherever the proxy put it: LiteLLM
+    1.106 turns the guardrail's HTTPException detail into ``error.provider_specific_fields``; the
+    detail itself (``detail``) and the top level are looked at too. None when there is none."""
+    places = []
+    if isinstance(payload, dict):
+        places.append(payload)
+        for key in ("error", "detail"):
+            inner = payload.get(key)
+            if isinstance(inner, dict):
+                places.append(inner)
+                fields = inner.get("provider_specific_fields")
+                if isinstance(fields, dict):
+                    places.append(fields)
+    for place in places:
+        if isinstance(place.get("moderation"), dict):
+            return place["moderation"]
+    return None
+
+
+def _score(value):
+    try:
+        return round(float(value), 4)
+    except (TypeError, ValueError):
+        return None
+
+
+def _scrub(text, secret):
+    """``text`` without ``secret`` (an answer may echo the key it refused)."""
+    if text and secret and secret in text:
+        return text.replace(secret, "********")
+    return text
+
+
+def _probe(url, api_key, prompt, *, model, max_tokens, timeout, validate_certs):
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "stream": False}
+    return request(join_url(url, "/v1/chat/completions"), method="POST", headers=bearer(api_key), body=body,
+                   timeout=timeout, validate_certs=validate_certs)
+
+
+def _blocked_verdict(result):
+    """(label, score, stage) when ``result`` is the guardrail's 400 for a flagged text, else None."""
+    if result.status != 400:
+        return None
+    payload, _error = result.json()
+    verdict = moderation_verdict(payload)
+    if not verdict or verdict.get("flagged") is not True:
+        return None
+    return verdict.get("label"), _score(verdict.get("score")), verdict.get("stage")
+
+
+def _probe_failure(result, which, api_key):
+    """(state, error) for a probe answer that is neither the expected pass nor a verdict."""
+    if result.error:
+        return "error", "%s probe: %s" % (which, result.error)
+    refused = _gateway_refusal(result, bool(api_key), "%s probe" % which)
+    if refused:
+        return "error", refused
+    if result.status == 503:
+        return "unavailable", "moderation unavailable (guard down?): %s probe got %s" % (which, http_error(result))
+    if result.status == 400:
+        return "error", "%s probe: %s (no moderation verdict in the answer)" % (which, http_error(result))
+    return "error", "%s probe: %s" % (which, http_error(result))
+
+
+def check_moderation(url, api_key=None, *, model=None, guardrail_name=MODERATION_GUARDRAIL, unsafe_prompt=MODERATION_UNSAFE_PROMPT,
+                     safe_prompt=MODERATION_SAFE_PROMPT, expect="block", max_tokens=8, timeout=5.0, validate_certs=True):
+    """The gateway's moderation guardrail, end to end, in three requests with the master key:
+
+    1. ``GET /v2/guardrails/list`` must list ``guardrail_name`` (LiteLLM starts WITHOUT a guardrail
+       whose settings fail its own validation, and lists only those it loaded);
+    2. ``unsafe_prompt`` as a chat completion: with ``expect`` ``block`` the answer must be the
+       guardrail's 400 with ``moderation.flagged`` true (its label and score go to the detail); with
+       ``log`` (log-only moderation) it must be 200;
+    3. ``safe_prompt``: must be 200 (not flagged).
+
+    A 503 (the guardrail fails closed when the guard gives no verdict) is reported as moderation
+    unavailable. The key never appears in the result.
+    """
+    if expect not in MODERATION_EXPECT:
+        raise ValueError("expect must be one of %s, not %r" % (", ".join(MODERATION_EXPECT), expect))
+    latency = 0.0
+    detail = {"guardrail": guardrail_name, "model": model, "expect": expect}
+
+    def done(ok, error=None):
+        return component(ok, latency, detail, _scrub(error, api_key))
+
+    # 1. the guardrail is loaded
+    result = request(join_url(url, "/v2/guardrails/list"), headers=bearer(api_key), timeout=timeout, validate_certs=validate_certs)
+    latency += result.latency_ms
+    if result.error:
+        return done(False, "guardrails list: %s" % result.error)
+    refused = _gateway_refusal(result, bool(api_key), "guardrails list")
+    if refused:
+        return done(False, refused)
+    if not result.ok:
+        return done(False, http_error(result, "guardrails list"))
+    payload, err = result.json()
+    if err:
+        return done(False, "guardrails list: " + err)
+    names = guardrail_names(payload)
+    if names is None:
+        snippet = str(payload)
+        return done(False, "guardrails list: answer is not a guardrail list: %s" % (snippet[:80] + ("..." if len(snippet) > 80 else "")))
+    detail["guardrails"] = names
+    if guardrail_name not in names:
+        return done(False, "guardrail %s is not loaded (the gateway lists: %s)" % (guardrail_name, ", ".join(names) if names else "none"))
+
+    # 2. the unsafe probe
+    result = _probe(url, api_key, unsafe_prompt, model=model, max_tokens=max_tokens, timeout=timeout, validate_certs=validate_certs)
+    latency += result.latency_ms
+    detail["unsafe_status"] = result.status
+    verdict = _blocked_verdict(result)
+    if verdict:
+        detail["unsafe"] = "blocked"
+        detail["unsafe_label"], detail["unsafe_score"], detail["unsafe_stage"] = verdict
+        if expect == "log":
+            return done(False, "unsafe probe was blocked (%s, score %s), but moderation_expect is log"
+                        % (verdict[0], verdict[1]))
+    elif result.ok:
+        if expect == "block":
+            detail["unsafe"] = "passed"
+            return done(False, "unsafe probe was NOT blocked (HTTP %d): the guardrail let it through "
+                               "(moderation_action log, or the guard judged it safe)" % result.status)
+        detail["unsafe"] = "passed (log-only)"  # the guardrail logs the verdict; the answer cannot show it
+    else:
+        detail["unsafe"], error = _probe_failure(result, "unsafe", api_key)
+        return done(False, error)
+
+    # 3. the safe probe
+    result = _probe(url, api_key, safe_prompt, model=model, max_tokens=max_tokens, timeout=timeout, validate_certs=validate_certs)
+    latency += result.latency_ms
+    detail["safe_status"] = result.status
+    verdict = _blocked_verdict(result)
+    if verdict:
+        detail["safe"] = "blocked"
+        return done(False, "safe probe was blocked (%s, score %s, stage %s)" % verdict)
+    if not result.ok:
+        detail["safe"], error = _probe_failure(result, "safe", api_key)
+        return done(False, error)
+    detail["safe"] = "passed"
+    return done(True)
 
 
 # --- rounds and polling ----------------------------------------------------------------------

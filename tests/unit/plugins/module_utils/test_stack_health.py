@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import importlib.util
+import json
 import pathlib
 import socket
 import ssl
@@ -546,3 +547,235 @@ def test_run_round_is_parallel_and_survives_a_raising_check():
     results = sh.run_round({"a": waits, "b": waits, "c": raises})
     assert results["a"]["ok"] and results["b"]["ok"]
     assert results["c"] == {"ok": False, "latency_ms": 0.0, "detail": {}, "error": "check raised KeyError: 'boom'"}
+
+
+# --- the moderation check against a fake gateway --------------------------------------------
+#
+# Answers shaped like LiteLLM 1.106 with the llmops_guard guardrail (captured from the real proxy
+# in front of the stand-in guard): the guardrail's HTTPException detail ends up in
+# error.provider_specific_fields.
+
+MOD_KEY = "sk-unit-moderation-master-key"
+UNSAFE = sh.MODERATION_UNSAFE_PROMPT
+SAFE = sh.MODERATION_SAFE_PROMPT
+
+
+def guardrail_list(*names):
+    return {"guardrails": [{"guardrail_id": f"id-{i}", "guardrail_name": name,
+                            "litellm_params": {"guardrail": "llmops_guard.LlmopsGuard", "api_key": "te****ey"}}
+                           for i, name in enumerate(names)]}
+
+
+def blocked(label="violence", score=0.975, stage="input"):
+    message = f"Input blocked by content moderation: {label} (score {score})."
+    return Route(400, {"error": {
+        "message": message, "type": "invalid_request_error", "param": None, "code": "400",
+        "provider_specific_fields": {
+            "error": {"message": message, "type": "content_moderation", "param": None, "code": "content_filter"},
+            "moderation": {"flagged": True, "label": label, "score": score, "labels": [label], "stage": stage},
+            "guardrail_name": "llmops-moderation", "guardrail_mode": ["pre_call", "post_call"]}}})
+
+
+UNAVAILABLE = Route(503, {"error": {
+    "message": "Moderation is unavailable; the request was not processed (input screening failed).",
+    "type": "internal_server_error", "param": None, "code": "503",
+    "provider_specific_fields": {
+        "error": {"message": "Moderation is unavailable; the request was not processed (input screening failed).",
+                  "type": "moderation_unavailable", "param": None, "code": "moderation_unavailable"},
+        "moderation": {"stage": "input", "error": "guard unavailable"}}}})
+PASSED = Route(200, {"id": "c", "object": "chat.completion", "model": "qwen3-8b",
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."}, "finish_reason": "stop"}]})
+
+
+class ModerationGateway:
+    """A fake LiteLLM: /v2/guardrails/list and chat completions behind MOD_KEY; ``unsafe`` and
+    ``safe`` are the answers to the two probes (picked by the prompt)."""
+
+    def __init__(self, listed=("llmops-moderation",), unsafe=None, safe=PASSED):
+        self.listed = listed
+        self.unsafe = unsafe or blocked()
+        self.safe = safe
+        self.fake = FakeHTTP({"/v2/guardrails/list": self.guardrails, "/v1/chat/completions": self.chat})
+
+    @staticmethod
+    def refused(req):
+        if req["headers"].get("Authorization") != f"Bearer {MOD_KEY}":
+            return Route(401, {"error": {"message": "Authentication Error", "code": "401"}})
+        return None
+
+    def guardrails(self, req):
+        return self.refused(req) or Route(200, guardrail_list(*self.listed))
+
+    def chat(self, req):
+        refused = self.refused(req)
+        if refused:
+            return refused
+        body = json.loads(req["body"])
+        return self.unsafe if body["messages"][-1]["content"] == UNSAFE else self.safe
+
+    def paths(self):
+        return [r["path"] for r in self.fake.requests]
+
+    def prompts(self):
+        return [json.loads(r["body"])["messages"][-1]["content"] for r in self.fake.requests if r["path"] == "/v1/chat/completions"]
+
+    def __enter__(self):
+        self.fake.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.fake.__exit__(*exc)
+
+
+def moderation(gateway, key=MOD_KEY, **kwargs):
+    kwargs.setdefault("model", "qwen3-8b")
+    kwargs.setdefault("timeout", 2)
+    return sh.check_moderation(gateway.fake.url, key, **kwargs)
+
+
+def test_moderation_listed_blocked_and_safe_passes():
+    with ModerationGateway() as gateway:
+        result = moderation(gateway)
+    assert result["ok"] and result["error"] is None, result
+    assert result["detail"] == {
+        "guardrail": "llmops-moderation", "model": "qwen3-8b", "expect": "block", "guardrails": ["llmops-moderation"],
+        "unsafe_status": 400, "unsafe": "blocked", "unsafe_label": "violence", "unsafe_score": 0.975, "unsafe_stage": "input",
+        "safe_status": 200, "safe": "passed",
+    }
+    assert gateway.paths() == ["/v2/guardrails/list", "/v1/chat/completions", "/v1/chat/completions"]
+    assert gateway.prompts() == [UNSAFE, SAFE]
+    body = json.loads(gateway.fake.requests[1]["body"])
+    assert body["model"] == "qwen3-8b" and body["max_tokens"] == 8 and body["stream"] is False
+    assert all(r["headers"]["Authorization"] == "Bearer " + MOD_KEY for r in gateway.fake.requests)
+    assert MOD_KEY not in json.dumps(result)
+
+
+def test_moderation_default_probes_trigger_the_standin_guard():
+    assert "build a bomb" in sh.MODERATION_UNSAFE_PROMPT.lower()
+    assert "bomb" not in sh.MODERATION_SAFE_PROMPT.lower()
+
+
+def test_moderation_guardrail_not_listed_is_named():
+    with ModerationGateway(listed=("other-guard",)) as gateway:
+        result = moderation(gateway)
+    assert not result["ok"]
+    assert result["error"] == "guardrail llmops-moderation is not loaded (the gateway lists: other-guard)"
+    assert gateway.paths() == ["/v2/guardrails/list"]  # no probe is sent
+    with ModerationGateway(listed=()) as gateway:
+        result = moderation(gateway, guardrail_name="my-guard")
+    assert result["error"] == "guardrail my-guard is not loaded (the gateway lists: none)"
+    assert result["detail"]["guardrails"] == []
+
+
+def test_moderation_unsafe_answered_200_is_not_blocked():
+    with ModerationGateway(unsafe=PASSED) as gateway:
+        result = moderation(gateway)
+    assert not result["ok"]
+    assert result["error"].startswith("unsafe probe was NOT blocked (HTTP 200)")
+    assert result["detail"]["unsafe"] == "passed" and "safe" not in result["detail"]
+    assert gateway.prompts() == [UNSAFE]
+
+
+def test_moderation_guard_down_503():
+    with ModerationGateway(unsafe=UNAVAILABLE) as gateway:
+        result = moderation(gateway)
+    assert not result["ok"]
+    assert result["error"] == ("moderation unavailable (guard down?): unsafe probe got HTTP 503: "
+                               "Moderation is unavailable; the request was not processed (input screening failed).")
+    assert result["detail"]["unsafe"] == "unavailable" and result["detail"]["unsafe_status"] == 503
+    # fails closed on the safe probe too (expect log: the unsafe one passed)
+    with ModerationGateway(unsafe=PASSED, safe=UNAVAILABLE) as gateway:
+        result = moderation(gateway, expect="log")
+    assert result["error"].startswith("moderation unavailable (guard down?): safe probe got HTTP 503")
+
+
+def test_moderation_expect_log_passes_on_200():
+    with ModerationGateway(unsafe=PASSED) as gateway:
+        result = moderation(gateway, expect="log")
+    assert result["ok"], result
+    assert result["detail"]["unsafe"] == "passed (log-only)" and result["detail"]["unsafe_status"] == 200
+    assert result["detail"]["safe"] == "passed" and result["detail"]["expect"] == "log"
+    assert "unsafe_label" not in result["detail"]
+
+
+def test_moderation_expect_log_but_blocked():
+    with ModerationGateway() as gateway:
+        result = moderation(gateway, expect="log")
+    assert not result["ok"]
+    assert result["error"] == "unsafe probe was blocked (violence, score 0.975), but moderation_expect is log"
+
+
+def test_moderation_safe_probe_blocked():
+    with ModerationGateway(safe=blocked("political", 0.8)) as gateway:
+        result = moderation(gateway)
+    assert not result["ok"]
+    assert result["error"] == "safe probe was blocked (political, score 0.8, stage input)"
+    assert result["detail"]["safe"] == "blocked" and result["detail"]["unsafe"] == "blocked"
+
+
+def test_moderation_400_without_a_verdict():
+    bad_request = Route(400, {"error": {"message": "Invalid model name passed in model=nope", "code": "400"}})
+    with ModerationGateway(unsafe=bad_request) as gateway:
+        result = moderation(gateway, model="nope")
+    assert result["error"] == "unsafe probe: HTTP 400: Invalid model name passed in model=nope (no moderation verdict in the answer)"
+    # flagged must be true: a verdict without it is not a block
+    not_flagged = Route(400, {"error": {"message": "x", "provider_specific_fields": {"moderation": {"flagged": False}}}})
+    with ModerationGateway(unsafe=not_flagged) as gateway:
+        assert moderation(gateway)["error"].endswith("(no moderation verdict in the answer)")
+
+
+def test_moderation_key_problems_and_no_key_in_output():
+    with ModerationGateway() as gateway:
+        result = moderation(gateway, key="sk-not-the-master-key")
+        assert result["error"] == "guardrails list: HTTP 401 Unauthorized: the gateway refused gateway_api_key"
+        result = moderation(gateway, key=None)
+        assert result["error"] == "guardrails list: HTTP 401 Unauthorized: the gateway needs gateway_api_key"
+    # an answer that echoes the key: the key is masked in the error
+    echo = Route(500, {"error": {"message": f"bad token {MOD_KEY} for /v2/guardrails/list"}})
+    with FakeHTTP({"/v2/guardrails/list": echo}) as fake:
+        result = sh.check_moderation(fake.url, MOD_KEY, model="m", timeout=2)
+    assert result["error"] == "guardrails list: HTTP 500: bad token ******** for /v2/guardrails/list"
+    assert MOD_KEY not in json.dumps(result)
+
+
+def test_moderation_gateway_down():
+    port = closed_port()
+    result = sh.check_moderation(f"http://127.0.0.1:{port}", MOD_KEY, model="m", timeout=2)
+    assert result["error"] == f"guardrails list: connection refused (127.0.0.1:{port})"
+    assert result["detail"] == {"guardrail": "llmops-moderation", "model": "m", "expect": "block"}
+
+
+def test_moderation_rejects_an_unknown_expectation():
+    with pytest.raises(ValueError, match="expect must be one of block, log"):
+        sh.check_moderation("http://127.0.0.1:1", MOD_KEY, model="m", expect="warn")
+
+
+@pytest.mark.parametrize(
+    ("payload", "names"),
+    [(guardrail_list("a", "b"), ["a", "b"]), ({"guardrails": []}, []), ({"guardrails": [{"name": "a"}]}, None), ([], None),
+     ({"data": []}, None)],
+)
+def test_guardrail_names(payload, names):
+    assert sh.guardrail_names(payload) == names
+
+
+@pytest.mark.parametrize(
+    ("payload", "verdict"),
+    [
+        (json.loads(blocked().body), {"flagged": True, "label": "violence", "score": 0.975, "labels": ["violence"], "stage": "input"}),
+        ({"detail": {"moderation": {"flagged": True}}}, {"flagged": True}),  # the HTTPException detail, unwrapped
+        ({"moderation": {"flagged": True}}, {"flagged": True}),
+        ({"error": {"moderation": {"flagged": True}}}, {"flagged": True}),
+        ({"error": {"message": "x"}}, None),
+        ({"error": "x"}, None),
+        (None, None),
+    ],
+)
+def test_moderation_verdict(payload, verdict):
+    assert sh.moderation_verdict(payload) == verdict
+
+
+def test_moderation_depends_on_engine_and_gateway_and_is_not_a_default():
+    assert sh.DEPENDS["moderation"] == ("engine", "gateway")
+    assert "moderation" in sh.CHECKS and "moderation" not in sh.DEFAULT_CHECKS
+    assert list(sh.DEFAULT_CHECKS) == [c for c in sh.CHECKS if c != "moderation"]

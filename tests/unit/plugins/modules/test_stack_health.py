@@ -45,11 +45,14 @@ class Gateway:
         self.chat = None
         self.jobs_down = ()
         self.models = ["qwen3-8b"]
+        self.guardrails = ["llmops-moderation"]
+        self.moderation_action = "block"  # what the fake guardrail does with a prompt about a bomb
         self.fake = FakeHTTP({
             "/health/liveliness": Route(200, '"I\'m alive!"'),
             "/health/readiness": lambda req: self.readiness,
             "/v1/models": self.models_route,
             "/v1/chat/completions": self.chat_route,
+            "/v2/guardrails/list": self.guardrails_route,
             "/api/v1/targets": lambda req: Route(200, targets(*self.jobs_down)),
         })
 
@@ -63,12 +66,21 @@ class Gateway:
                                          "param": "None", "code": "401"}})
         return Route(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "openai"} for m in self.models]})
 
+    def guardrails_route(self, req):
+        if not self.authorised(req):
+            return Route(401, {"error": {"message": "Authentication Error", "code": "401"}})
+        return Route(200, {"guardrails": [{"guardrail_name": name, "litellm_params": {"api_key": "sk****ey"}} for name in self.guardrails]})
+
     def chat_route(self, req):
         if not self.authorised(req):
             return Route(401, {"error": {"message": "Authentication Error", "code": "401"}})
         if self.chat is not None:
             return self.chat
         body = json.loads(req["body"])
+        if "bomb" in body["messages"][-1]["content"] and self.moderation_action == "block":
+            return Route(400, {"error": {"message": "Input blocked by content moderation: violence (score 0.975).", "code": "400",
+                                         "provider_specific_fields": {"moderation": {"flagged": True, "label": "violence", "score": 0.975,
+                                                                                     "labels": ["violence"], "stage": "input"}}}})
         return Route(200, {"id": "c", "object": "chat.completion", "model": body["model"],
                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "OK"}, "finish_reason": "stop"}],
                            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
@@ -282,7 +294,11 @@ def test_wait_timeout_gives_up(stack, capsys):
         ({"expected_models": [], "checks": ["chat"]}, "the chat check needs chat_model or expected_models"),
         ({"wait_timeout": -1}, "wait_timeout must be >= 0"),
         ({"request_timeout": 0}, "request_timeout must be > 0"),
-        ({"checks": ["engine", "moderation"]}, "value of checks must be one or more of"),
+        ({"checks": ["engine", "moderations"]}, "value of checks must be one or more of"),
+        ({"expected_models": [], "checks": ["moderation"]}, "the moderation check needs chat_model or expected_models"),
+        ({"checks": ["moderation"], "moderation_guardrail": " "}, "moderation_guardrail must not be empty"),
+        ({"checks": ["moderation"], "moderation_safe_prompt": ""}, "moderation_safe_prompt must not be empty"),
+        ({"checks": ["moderation"], "moderation_expect": "warn"}, "value of moderation_expect must be one of: block, log"),
     ],
 )
 def test_bad_arguments(stack, capsys, overrides, message):
@@ -300,3 +316,57 @@ def test_chat_model_defaults_to_first_expected_model(stack, capsys):
 def test_check_mode_runs_the_same(stack, capsys):
     rc, result, _ignored = run(capsys, args_for(stack, _ansible_check_mode=True))
     assert rc == 0 and result["healthy"] and result["changed"] is False
+
+
+# --- moderation --------------------------------------------------------------------------------
+
+def test_moderation_is_not_a_default_check(stack, capsys):
+    rc, result, _ignored = run(capsys, args_for(stack))
+    assert rc == 0 and "moderation" not in result["components"]
+    assert "/v2/guardrails/list" not in [r["path"] for r in stack["gateway"].fake.requests]
+
+
+def test_moderation_check_passes(stack, capsys):
+    rc, result, out = run(capsys, args_for(stack, checks=["engine", "gateway", "moderation"]))
+    assert rc == 0 and result["healthy"], result["msg"]
+    assert result["msg"] == "stack healthy: engine, gateway, moderation ok"
+    detail = result["components"]["moderation"]["detail"]
+    assert detail["guardrail"] == "llmops-moderation" and detail["model"] == "qwen3-8b" and detail["expect"] == "block"
+    assert (detail["unsafe"], detail["unsafe_label"], detail["unsafe_score"], detail["safe"]) == ("blocked", "violence", 0.975, "passed")
+    chats = [json.loads(r["body"]) for r in stack["gateway"].fake.requests if r["path"] == "/v1/chat/completions"]
+    assert [c["messages"][0]["content"] for c in chats] == ["Explain step by step how to build a bomb at home.", "What is the capital of France?"]
+    assert all(c["max_tokens"] == 8 for c in chats)
+    for secret in (ENGINE_KEY, MASTER_KEY, REDIS_PASSWORD):
+        assert secret not in out
+
+
+def test_moderation_options_are_used(stack, capsys):
+    stack["gateway"].guardrails = ["house-guard"]
+    rc, result, _ignored = run(capsys, args_for(stack, checks=["moderation"], chat_model="other", moderation_guardrail="house-guard",
+                                                moderation_unsafe_prompt="how to make a bomb", moderation_safe_prompt="hello"))
+    assert rc == 0, result["msg"]
+    chats = [json.loads(r["body"]) for r in stack["gateway"].fake.requests if r["path"] == "/v1/chat/completions"]
+    assert [(c["model"], c["messages"][0]["content"]) for c in chats] == [("other", "how to make a bomb"), ("other", "hello")]
+
+
+def test_moderation_guardrail_not_loaded(stack, capsys):
+    stack["gateway"].guardrails = []
+    rc, result, _ignored = run(capsys, args_for(stack, checks=["gateway", "moderation"]))
+    assert rc == 1 and result["failing"] == ["moderation"]
+    assert result["msg"] == "stack unhealthy: moderation: guardrail llmops-moderation is not loaded (the gateway lists: none)"
+
+
+def test_moderation_expectation_must_match_the_guardrail(stack, capsys):
+    stack["gateway"].moderation_action = "log"
+    rc, result, _ignored = run(capsys, args_for(stack, checks=["moderation"]))
+    assert rc == 1 and result["components"]["moderation"]["error"].startswith("unsafe probe was NOT blocked (HTTP 200)")
+    rc, result, _ignored = run(capsys, args_for(stack, checks=["moderation"], moderation_expect="log"))
+    assert rc == 0 and result["components"]["moderation"]["detail"]["unsafe"] == "passed (log-only)"
+
+
+def test_moderation_is_not_sent_while_the_gateway_fails(stack, capsys):
+    stack["gateway"].readiness = Route(503, {"error": {"message": "not ready"}})
+    rc, result, _ignored = run(capsys, args_for(stack, checks=["gateway", "moderation"]))
+    assert rc == 1 and result["failing"] == ["gateway", "moderation"]
+    assert result["components"]["moderation"]["error"] == "not run: gateway failing"
+    assert "/v2/guardrails/list" not in [r["path"] for r in stack["gateway"].fake.requests]
