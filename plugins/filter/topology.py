@@ -36,6 +36,34 @@ def _vars_of(hostvars, host, filter_name):
     return host_vars
 
 
+class _Layered(Mapping):
+    """A host's variables with some of them overridden (the play's own values for the gateway host)."""
+
+    def __init__(self, top, bottom):
+        self._top = top
+        self._bottom = bottom
+
+    def __getitem__(self, key):
+        if key in self._top:
+            return self._top[key]
+        return self._bottom[key]
+
+    def __iter__(self):
+        seen = set(self._top)
+        yield from self._top
+        for key in self._bottom:
+            if key not in seen:
+                yield key
+
+    def __len__(self):
+        return len(set(self._top) | set(self._bottom))
+
+    def get(self, key, default=None):
+        if key in self._top:
+            return self._top[key]
+        return self._bottom.get(key, default)
+
+
 def _get(host_vars, name, default=None):
     """A host's variable; an unset, None or empty-string value gives ``default``."""
     value = host_vars.get(name, _MISSING)
@@ -113,9 +141,9 @@ def _port(value, host, filter_name):
     try:
         port = int(value)
     except (TypeError, ValueError) as err:
-        raise AnsibleFilterError("%s: llm_stack_engine_port of %s is not a number: %r" % (filter_name, host, value)) from err
+        raise AnsibleFilterError("%s: the port of %s is not a number: %r" % (filter_name, host, value)) from err
     if not 0 < port < 65536:
-        raise AnsibleFilterError("%s: llm_stack_engine_port of %s is out of range: %d" % (filter_name, host, port))
+        raise AnsibleFilterError("%s: the port of %s is out of range: %d" % (filter_name, host, port))
     return port
 
 
@@ -125,12 +153,16 @@ def _different_key(host_vars, api_key):
 
 
 def gateway_model_list(hostvars, inference_hosts, gateway_host=None, *, models=None, port=8001, max_model_len=None,
-                       api_key=None, allowed_fails=None):
+                       api_key=None, allowed_fails=None, overrides=None):
     """LiteLLM ``model_list`` entries: one deployment per inference host and the alias it serves."""
     name = "gateway_model_list"
     hosts = _as_list(inference_hosts, "inference_hosts", name)
     if not isinstance(hostvars, Mapping):
         raise AnsibleFilterError("%s: the input must be hostvars (a mapping of host name to variables)" % name)
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, Mapping) or not all(isinstance(v, Mapping) for v in overrides.values()):
+        raise AnsibleFilterError("%s: overrides must map host names to dictionaries of variables" % name)
     deployments = []
     seen = set()
     for host in hosts:
@@ -138,6 +170,8 @@ def gateway_model_list(hostvars, inference_hosts, gateway_host=None, *, models=N
             continue
         seen.add(host)
         host_vars = _vars_of(hostvars, host, name)
+        if host in overrides:
+            host_vars = _Layered(overrides[host], host_vars)
         alias, entry = _served_model(host_vars, host, models, name)
         if alias is None:
             continue
@@ -193,12 +227,18 @@ def gateway_engine_keys(hostvars, inference_hosts, api_key=None):
     return keys
 
 
-def stack_addresses(hostvars, hosts):
-    """The addresses other stack hosts reach ``hosts`` at, in order, without duplicates."""
+def stack_addresses(hostvars, hosts, port_variable=None, port=None):
+    """The addresses other stack hosts reach ``hosts`` at (``address:port`` with a port), in order, without duplicates."""
     name = "stack_addresses"
     result = []
     for host in _as_list(hosts, "hosts", name):
-        address = host_address(_vars_of(hostvars, host, name), host)
+        host_vars = _vars_of(hostvars, host, name)
+        address = host_address(host_vars, host)
+        if port_variable is not None or port is not None:
+            value = _get(host_vars, port_variable, port) if port_variable else port
+            if value is None:
+                raise AnsibleFilterError("%s: %s sets no %s and no default port was given" % (name, host, port_variable))
+            address = "%s:%d" % (_url_host(address), _port(value, host, name))
         if address not in result:
             result.append(address)
     return result

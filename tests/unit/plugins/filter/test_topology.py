@@ -192,3 +192,22 @@ def test_through_ansible_with_real_hostvars(tmp_path):
     assert result["models"] == expected
     assert result["keys"] == {"VLLM_API_KEY_GPU_B": "test-gpu-b-own-key"}
     assert result["gateways"] == ["10.0.0.5", "10.0.1.6"]
+
+
+def test_overrides_win_over_the_inventory(fleet):
+    """The gateway's own settings as the play sees them (role defaults, play vars) beat hostvars."""
+    overrides = {"gw-1": {"llm_stack_engine_model": "qwen2.5-0.5b", "llm_stack_engine_port": "8005"}}
+    models = by_id(FILTERS["gateway_model_list"](fleet, INFERENCE, "gw-1", api_key=SHARED_KEY, overrides=overrides))
+    assert models["gw-1/qwen2.5-0.5b"]["litellm_params"]["api_base"] == "http://inference-engine:8005/v1"
+    assert "gw-1/qwen3-8b" not in models
+    with pytest.raises(AnsibleFilterError, match="overrides must map"):
+        FILTERS["gateway_model_list"](fleet, INFERENCE, overrides={"gw-1": "x"})
+
+
+def test_stack_addresses_with_ports(fleet):
+    fleet["gw-2"]["llm_stack_litellm_port"] = 4400
+    fleet["gpu-a"]["llm_stack_address"] = "fd00::11"
+    assert FILTERS["stack_addresses"](fleet, ["gw-1", "gw-2"], "llm_stack_litellm_port", 4000) == ["10.0.0.5:4000", "10.0.1.6:4400"]
+    assert FILTERS["stack_addresses"](fleet, ["gpu-a"], port=9100) == ["[fd00::11]:9100"]
+    with pytest.raises(AnsibleFilterError, match="sets no llm_stack_litellm_port"):
+        FILTERS["stack_addresses"](fleet, ["gw-1"], "llm_stack_litellm_port")
