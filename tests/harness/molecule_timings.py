@@ -1,19 +1,23 @@
 """Print the idempotent re-run time of site.yml beside a no-op play, from a molecule log.
 
 molecule/default enables the llmops_timer callback; its stages are converge,
-idempotence (site.yml again, must change nothing) and side_effect (noop.yml: only
-gathers facts). The performance goal is idempotence <= 2 x no-op.
+idempotence (site.yml again, must change nothing) and side_effect, whose first play
+("No-op play that only gathers facts", from noop.yml) is the no-op; the callback times each play
+too. The performance goal is idempotence <= 2 x no-op.
 Usage: python3 molecule_timings.py LOGFILE [--scenario default]
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 
 # molecule prints "[default > converge] Executing" without a TTY, "default ➜ converge: Executing" with one.
 STAGE = re.compile(r"(?:\[([\w-]+) > (\w+)\]|([\w-]+)\s+\S+\s+(\w+):) Executing")
 TIMER = re.compile(r"llmops-timer playbook=(\S+) seconds=([0-9.]+)")
+PLAY_TIMER = re.compile(r'llmops-timer play=("(?:[^"\\]|\\.)*") seconds=([0-9.]+)')
+NOOP_PLAY = "No-op play that only gathers facts"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -26,6 +30,10 @@ def parse(lines):
         stage = STAGE.search(line)
         if stage:
             current = (stage.group(1) or stage.group(3), stage.group(2) or stage.group(4))
+            continue
+        play = PLAY_TIMER.search(line)
+        if play and current and json.loads(play.group(1)) == NOOP_PLAY:
+            times[(current[0], "noop")] = times.get((current[0], "noop"), 0.0) + float(play.group(2))
             continue
         timer = TIMER.search(line)
         if timer and current:
@@ -45,7 +53,7 @@ def main(argv):
     for scenario in scenarios:
         conv = times.get((scenario, "converge"))
         idem = times.get((scenario, "idempotence"))
-        noop = times.get((scenario, "side_effect"))
+        noop = times.get((scenario, "noop"), times.get((scenario, "side_effect")))
         ratio = f"{idem / noop:.2f}x" if idem and noop else "n/a"
 
         def fmt(value):

@@ -58,7 +58,18 @@ host_services() {
 
 run_molecule() {
   set -o pipefail
-  molecule test --all 2>&1 | tee tests/output/molecule.log
+  local rc=0
+  molecule test --all 2>&1 | tee tests/output/molecule.log || rc=$?
+  # molecule runs cleanup before destroy and skips destroy when cleanup fails: never leave test
+  # instances behind (they carry the label create.yml gives them).
+  local left
+  left=$(docker ps -aq --filter label=llmops.test=gpu_stack)
+  if [ -n "$left" ]; then
+    echo "suite: removing test instances molecule left behind" >&2
+    # shellcheck disable=SC2086  # one id per word
+    docker rm -f -v $left >/dev/null
+  fi
+  return "$rc"
 }
 
 step yamllint yamllint -s .

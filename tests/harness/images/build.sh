@@ -2,7 +2,7 @@
 # Build the test images that stand in for the stack's upstream images (no registry is reachable
 # here), from Debian 13 packages, PyPI and the stand-in engine fixture:
 #   BASE_IMAGE=<debian 13 image> tests/harness/images/build.sh [NAME...]
-# NAME: redis prometheus litellm standin-engine registry compose (default: all of them).
+# NAME: redis prometheus litellm standin-engine standin-guard registry compose (default: all of them).
 # Each image is tagged llmops-test/NAME:<hash of its inputs> (Dockerfile folder, extra files, the
 # base image's ID, pinned versions) and llmops-test/NAME:test; an unchanged recipe is built once.
 # Prints one image reference (the hash tag) per line on stdout; progress and timings on stderr.
@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 : "${BASE_IMAGE:?set BASE_IMAGE to the Debian 13 base image tag (tests/harness/base-image.sh prints it)}"
 repo=${LLMOPS_TEST_IMAGE_REPO:-llmops-test}
-all=(redis prometheus litellm standin-engine registry compose)
+all=(redis prometheus litellm standin-engine standin-guard registry compose)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 
@@ -20,6 +20,7 @@ base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE" 2>/dev/null) || {
 litellm_version=$(sed -n 's/^llm_stack_litellm_version: *"\{0,1\}\([0-9.]*\)"\{0,1\}.*/\1/p' \
   "$root/roles/llm_stack/defaults/main.yml")
 standin=$root/tests/fixtures/standin_engine/standin_engine.py
+standin_guard=$root/tests/fixtures/standin_guard/standin_guard.py
 # The build machine may reach PyPI only through a TLS-inspecting proxy: trust its CA bundle
 # in the litellm build stage (the final image does not keep it).
 ca_bundle=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
@@ -27,6 +28,7 @@ ca_bundle=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 extra_files() {
   case "$1" in
     standin-engine) echo "$standin" ;;
+    standin-guard) echo "$standin_guard" ;;
   esac
 }
 

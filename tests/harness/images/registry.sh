@@ -50,7 +50,7 @@ push() {
   port=$(host_port)
   start_s=$(date +%s)
   local -a names=("$@")
-  [ ${#names[@]} -gt 0 ] || names=(redis prometheus litellm standin-engine)
+  [ ${#names[@]} -gt 0 ] || names=(redis prometheus litellm standin-engine standin-guard)
   for ref in $("$here/build.sh" "${names[@]}"); do
     for tag in "${ref##*:}" test; do
       local src=${ref%:*}:$tag dst=127.0.0.1:$port/${ref%:*}:$tag

@@ -34,3 +34,21 @@ def test_table_prints_ratio(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| default | 61.2 | 9.5 | 5.0 | 1.90x |" in out
     assert "| multihost | 30.0 | n/a | n/a | n/a |" in out
+
+
+def test_noop_play_time_is_taken_from_its_play_line(tmp_path, capsys):
+    """side_effect.yml runs the no-op play and then a re-converge: only the no-op play counts."""
+    log = tmp_path / "m.log"
+    log.write_text(
+        "INFO     default \u279c idempotence: Executing\n"
+        "  | llmops-timer playbook=site.yml seconds=9.500\n"
+        "INFO     default \u279c side_effect: Executing\n"
+        '  | llmops-timer play="No-op play that only gathers facts" seconds=2.000\n'
+        '  | llmops-timer play="Converge again with one changed LiteLLM setting" seconds=40.000\n'
+        "  | llmops-timer playbook=side_effect.yml seconds=45.000\n"
+    )
+    times = timings.parse(log.read_text().splitlines())
+    assert times[("default", "noop")] == 2.0
+    assert times[("default", "side_effect")] == 45.0
+    assert timings.main(["x", str(log)]) == 0
+    assert "| default | n/a | 9.5 | 2.0 | 4.75x |" in capsys.readouterr().out
