@@ -57,7 +57,7 @@ def guard_service(workdir: pathlib.Path, *, port: int | None = None, delay_ms: i
 
 
 def guardrail_entry(guard_url: str, **settings) -> dict:
-    """The guardrails: item the role renders (see roles/llm_stack/templates/guardrails_snippet.yml.j2.example)."""
+    """The guardrails: item roles/llm_stack/templates/litellm.yaml.j2 renders (test_llm_stack_render.py pins its exact keys)."""
     params = {
         "guardrail": "llmops_guard.LlmopsGuard",
         "mode": ["pre_call", "post_call"],

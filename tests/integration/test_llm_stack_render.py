@@ -78,7 +78,34 @@ VARIANTS = {
         "llm_stack_router_settings_extra": {"num_retries": 4},
         "llm_stack_general_settings_extra": {"max_parallel_requests": 200},
     },
+    "moderation": {
+        "llm_stack_engine_gpus": [0, 1],
+        "llm_stack_engine_gpu_memory_utilization": 0.8,
+        "llm_stack_moderation_enabled": True,
+        "llm_stack_moderation_api_key": "test-only-guard-key",
+        "model_store_models": [
+            {"alias": "qwen3-8b", "repo_id": "Qwen/Qwen3-8B"},
+            {"alias": "qwen3guard", "repo_id": "Qwen/Qwen3Guard-Gen-0.6B"},
+        ],
+    },
+    "moderation-cpu": {
+        "llm_stack_accelerator": "cpu",
+        "llm_stack_engine_max_model_len": 4096,
+        "llm_stack_moderation_enabled": True,
+        "llm_stack_moderation_api_key": "test-only-guard-key",
+        "llm_stack_moderation_action": "log",
+        "llm_stack_moderation_on_error": "open",
+        "llm_stack_moderation_screen_output": False,
+        "llm_stack_moderation_max_model_len": 2048,
+        "llm_stack_moderation_env": {"STANDIN_ENGINE_ID": "guard"},
+        "model_store_models": [
+            {"alias": "qwen2.5-0.5b", "repo_id": "Qwen/Qwen2.5-0.5B-Instruct"},
+            {"alias": "qwen3guard", "repo_id": "Qwen/Qwen3Guard-Gen-0.6B"},
+        ],
+    },
 }
+GUARD_KEY = "test-only-guard-key"
+GUARDRAILS = ROOT / "roles" / "llm_stack" / "files" / "guardrails"
 
 
 def free_port() -> int:
@@ -186,8 +213,13 @@ def litellm_env(**extra):
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_litellm_validates_config(rendered, litellm_venv, name, tmp_path):
-    out = run([litellm_venv / "bin" / "litellm", "--config", rendered[name] / "config" / "litellm.yaml", "--validate_config"],
-              env=litellm_env(), cwd=tmp_path, timeout=180).stdout
+    # As in the container: the guardrail files sit next to the config (/app), where LiteLLM imports them.
+    config = tmp_path / "litellm.yaml"
+    shutil.copy(rendered[name] / "config" / "litellm.yaml", config)
+    for guard_file in (rendered[name] / "config" / "guardrails").glob("*.py"):
+        shutil.copy(guard_file, tmp_path / guard_file.name)
+    out = run([litellm_venv / "bin" / "litellm", "--config", config, "--validate_config"],
+              env=litellm_env(MODERATION_API_KEY=GUARD_KEY), cwd=tmp_path, timeout=180).stdout
     assert "config OK" in out
 
 
@@ -308,12 +340,13 @@ def test_common_service_settings(rendered, name):
         assert spec["restart"] == "unless-stopped", svc
         assert spec["container_name"] == svc
         assert "healthcheck" in spec, svc
-        if svc != "inference-engine":
+        if svc not in ("inference-engine", "moderation-engine"):
             assert spec["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void", svc
     gateway = doc["services"]["litellm-proxy"]
     assert gateway["depends_on"] == {
         "inference-engine": {"condition": "service_healthy"},
         "redis-cache": {"condition": "service_healthy"},
+        **({"moderation-engine": {"condition": "service_healthy"}} if "moderation-engine" in doc["services"] else {}),
     }
     assert gateway["environment"]["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
     assert gateway["environment"]["LITELLM_LOG"] == "ERROR"
@@ -587,3 +620,75 @@ def test_real_proxy_serves_the_rendered_config(live_proxy):
     assert status == 200
     names = {line.split("{")[0].split(" ")[0] for line in metrics.splitlines() if line and not line.startswith("#")}
     assert any(name.startswith("litellm_") for name in names), sorted(names)[:20]
+
+
+# ---------------------------------------------------------------- moderation (the filtered system)
+
+
+def test_moderation_is_off_by_default(rendered):
+    assert "moderation-engine" not in compose(rendered["gpu-all"])["services"]
+    assert "guardrails" not in litellm_config(rendered["gpu-all"])
+    assert not (rendered["gpu-all"] / "config" / "guardrails").exists()
+    assert "MODERATION_API_KEY" not in (rendered["gpu-all"] / ".env").read_text(encoding="utf-8")
+
+
+def test_moderation_gpu_variant(rendered):
+    stack = rendered["moderation"]
+    doc = compose(stack)
+    guard = doc["services"]["moderation-engine"]
+    assert guard["command"][:4] == ["/models/Qwen3Guard-Gen-0.6B", "--served-model-name", "qwen3guard", "--port"]
+    assert flag(guard["command"], "--gpu-memory-utilization") == "0.1"
+    assert guard["environment"]["VLLM_API_KEY"].startswith("${MODERATION_API_KEY:?")
+    assert guard["environment"]["NVIDIA_VISIBLE_DEVICES"] == "0"
+    assert guard["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["0"]
+    assert guard["volumes"][0]["source"].endswith("/models/Qwen3Guard-Gen-0.6B") and guard["volumes"][0]["read_only"] is True
+    assert guard["depends_on"] == {"inference-engine": {"condition": "service_healthy"}}
+    assert "ports" not in guard, "the guard stays on the stack network"
+    gateway = doc["services"]["litellm-proxy"]
+    assert gateway["environment"]["MODERATION_API_KEY"].startswith("${MODERATION_API_KEY:?")
+    for name in ("llmops_guard.py", "guard_parser.py"):
+        assert {"type": "bind", "source": str(stack / "config" / "guardrails" / name), "target": f"/app/{name}", "read_only": True} in gateway["volumes"]
+        assert (stack / "config" / "guardrails" / name).read_bytes() == (GUARDRAILS / name).read_bytes()
+    assert GUARD_KEY not in (stack / "compose.yaml").read_text(encoding="utf-8")
+    env = stack / ".env"
+    assert env.stat().st_mode & 0o777 == 0o600 and f"MODERATION_API_KEY='{GUARD_KEY}'" in env.read_text(encoding="utf-8")
+    (rail,) = litellm_config(stack)["guardrails"]
+    assert rail["guardrail_name"] == "llmops-moderation"
+    assert rail["litellm_params"] == {
+        "guardrail": "llmops_guard.LlmopsGuard", "mode": ["pre_call", "post_call"], "default_on": True,
+        "api_base": "http://moderation-engine:8001/v1", "api_key": "os.environ/MODERATION_API_KEY", "guard_model": "qwen3guard",
+        "moderation_action": "block", "screen_input": True, "screen_output": True, "screen_stream": True,
+        "on_error": "closed", "controversial": "strict", "timeout": 10,
+    }
+    prom = yaml.safe_load((stack / "config" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in prom["scrape_configs"]}
+    assert jobs["moderation-engine"] == ["moderation-engine:8001"]
+
+
+def test_moderation_cpu_variant(rendered):
+    stack = rendered["moderation-cpu"]
+    guard = compose(stack)["services"]["moderation-engine"]
+    assert "deploy" not in guard and guard["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert "--gpu-memory-utilization" not in guard["command"] and flag(guard["command"], "--max-model-len") == "2048"
+    assert guard["environment"]["STANDIN_ENGINE_ID"] == "guard" and guard["environment"]["HF_HUB_OFFLINE"] == "1"
+    params = litellm_config(stack)["guardrails"][0]["litellm_params"]
+    assert (params["moderation_action"], params["on_error"], params["screen_output"]) == ("log", "open", False)
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ({"llm_stack_moderation_gpu_memory_utilization": 0.3}, "llm_stack_moderation_gpu_memory_utilization: moderation-engine shares a GPU"),
+        ({"llm_stack_moderation_gpus": ["2"], "llm_stack_moderation_gpu_memory_utilization": 0.3, "llm_stack_moderation_alias": "qwen3-8b"},
+         "llm_stack_moderation_alias: must be the alias"),
+        ({"llm_stack_moderation_alias": "qwen3-8b"}, "llm_stack_moderation_alias: must be the alias"),
+        ({"llm_stack_moderation_alias": "nope"}, "llm_stack_moderation_alias: must be the alias"),
+        ({"llm_stack_moderation_api_key": ""}, "llm_stack_moderation_api_key is not set"),
+        ({"llm_stack_moderation_action": "mask"}, "llm_stack_moderation_action"),
+    ],
+)
+def test_moderation_preflight_refuses(tmp_path, variant, message):
+    proc = render(tmp_path, {**VARIANTS["moderation"], **variant}, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout, proc.stdout[-3000:]
+    assert GUARD_KEY not in proc.stdout + proc.stderr
