@@ -409,7 +409,8 @@ def test_litellm_config_defaults(rendered):
         {
             "model_name": "qwen3-8b",
             "litellm_params": {"model": "hosted_vllm/qwen3-8b", "api_base": "http://inference-engine:8001/v1", "api_key": "os.environ/VLLM_API_KEY"},
-            "model_info": {"mode": "chat", "max_input_tokens": 32768},
+            # id: <inventory host>/<alias>, as every gateway of a fleet names the deployment (docs/multi-host.md)
+            "model_info": {"id": "localhost/qwen3-8b", "mode": "chat", "max_input_tokens": 32768},
         }
     ]
     assert cfg["litellm_settings"] == {"callbacks": ["prometheus"], "require_auth_for_metrics_endpoint": False}
