@@ -437,7 +437,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0914, PLR0915 (one linear script)
                    for n in args.workers]
         for name in args.variants:
             config, service = rendered[name]
-            _, flags, env = proxy_cli(service)
+            flags, env = proxy_cli(service)[1:]
             setups += [(f"{name}-w{n}", loopback(config, engine_port, redis_port), n, flags + VARIANTS[name]["args"], {**env, **SECRET_ENV},
                         MASTER_KEY) for n in args.variant_workers or [role_workers]]
         proxies: dict[str, dict] = {}
