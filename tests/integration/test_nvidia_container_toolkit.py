@@ -136,7 +136,7 @@ def repo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("nvidia_apt_repo")
     start = time.monotonic()
     sh(str(BUILD_REPO), str(out), timeout=120)
-    assert time.monotonic() - start < 15, "the fixture repository must build in under 15 s"
+    assert time.monotonic() - start < 45, "the fixture repository must build in well under a minute"
     return out
 
 

@@ -235,7 +235,7 @@ def test_wait_timeout_bounds_the_wait(stack):
         took = time.monotonic() - begin
         assert rc == 1 and result["failing"] == ["redis"]
         assert result["attempts"] >= 8  # 0.2 s apart over 2 s
-        assert 2.0 <= result["elapsed"] < 3.0 and took < 6
+        assert 2.0 <= result["elapsed"] < 4.0 and took < 8  # upper bound has slack for a loaded CI machine
 
 
 # --- detection latency -----------------------------------------------------------------------
