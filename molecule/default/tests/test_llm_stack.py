@@ -16,25 +16,14 @@ DEFAULT_STACK_ROOT = "/opt/llm-stack"
 
 
 @pytest.fixture(scope="module")
-def inventory(host):
-    try:
-        return host.ansible.get_variables()
-    except (AttributeError, RuntimeError):  # not the ansible backend
-        return {}
-
-
-@pytest.fixture(scope="module")
 def moderation(inventory):
     """True when the scenario enables the filtered system (llm_stack_moderation_enabled)."""
     return str(inventory.get("llm_stack_moderation_enabled", False)).lower() == "true"
 
 
 @pytest.fixture(scope="module")
-def stack_root(host):
-    try:
-        root = host.ansible.get_variables().get("model_store_stack_root", DEFAULT_STACK_ROOT)
-    except (AttributeError, RuntimeError):  # not the ansible backend
-        root = DEFAULT_STACK_ROOT
+def stack_root(inventory):
+    root = inventory.get("model_store_stack_root", DEFAULT_STACK_ROOT)
     return root if "{{" not in str(root) else DEFAULT_STACK_ROOT
 
 

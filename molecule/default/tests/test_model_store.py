@@ -31,11 +31,8 @@ LOG_FILES = ("logs/litellm/litellm.log", "logs/vllm/vllm.log")
 
 
 @pytest.fixture(scope="module")
-def cfg(host):
-    try:
-        found = host.ansible.get_variables()
-    except (AttributeError, RuntimeError):  # not the ansible backend
-        found = json.loads(os.environ.get("MODEL_STORE_TEST_VARS", "{}"))
+def cfg(inventory):
+    found = inventory or json.loads(os.environ.get("MODEL_STORE_TEST_VARS", "{}"))
     # Values that are still templates (e.g. a lookup) cannot be read here: use the default.
     return {key: found[key] if key in found and "{{" not in json.dumps(found[key]) else value
             for key, value in DEFAULTS.items()} | {key: value for key, value in found.items() if key not in DEFAULTS}

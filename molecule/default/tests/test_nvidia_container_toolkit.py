@@ -23,21 +23,13 @@ FOREIGN = {
 
 
 @pytest.fixture(scope="module")
-def role_vars(host):
-    try:
-        return host.ansible.get_variables()
-    except (AttributeError, RuntimeError):  # not the ansible backend
-        return {}
-
-
-@pytest.fixture(scope="module")
 def daemon_json(host):
     return json.loads(host.file(DAEMON_JSON).content_string)
 
 
 @pytest.mark.parametrize("name", PACKAGES)
-def test_package_pinned_and_held(host, role_vars, name):
-    version = str(role_vars.get("nvidia_container_toolkit_version", VERSION))
+def test_package_pinned_and_held(host, inventory, name):
+    version = str(inventory.get("nvidia_container_toolkit_version", VERSION))
     pkg = host.package(name)
     assert pkg.is_installed
     assert pkg.version == version
@@ -69,9 +61,9 @@ def test_daemon_json_has_the_nvidia_runtime(daemon_json):
     assert daemon_json["default-runtime"] == "nvidia"
 
 
-def test_daemon_json_memlock(daemon_json, role_vars):
+def test_daemon_json_memlock(daemon_json, inventory):
     # The role's -1/-1, unless the scenario overrides it (the instance lacks CAP_SYS_RESOURCE).
-    extra = role_vars.get("nvidia_container_toolkit_daemon_json_extra") or {}
+    extra = inventory.get("nvidia_container_toolkit_daemon_json_extra") or {}
     expected = (extra.get("default-ulimits") or {}).get("memlock") or {"Name": "memlock", "Hard": -1, "Soft": -1}
     assert daemon_json["default-ulimits"]["memlock"] == expected
 
