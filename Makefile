@@ -46,3 +46,9 @@ build: venv
 
 clean:
 	rm -rf .build .cache/harness tests/output
+
+# The variable tables of roles/*/README.md, generated from meta/argument_specs.yml (tools/role_docs.py;
+# `python tools/role_docs.py --check` and tests/unit/test_role_docs.py fail when one is stale).
+.PHONY: docs
+docs: venv
+	python tools/role_docs.py
