@@ -339,7 +339,7 @@ msg:
 from functools import partial
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.llmops.gpu_stack.plugins.module_utils.stack_health import (
+from ansible_collections.llmops.gpu_stack.plugins.module_utils._health_checks import (
     CHECKS,
     DEFAULT_CHECKS,
     DEFAULT_JOBS,
@@ -354,9 +354,9 @@ from ansible_collections.llmops.gpu_stack.plugins.module_utils.stack_health impo
     check_moderation,
     check_prometheus,
     check_redis,
-    poll,
     summary_message,
 )
+from ansible_collections.llmops.gpu_stack.plugins.module_utils._poll import poll
 
 CHAT_MAX_TOKENS = 8
 

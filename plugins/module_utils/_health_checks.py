@@ -1,29 +1,39 @@
 # -*- coding: utf-8 -*-
 # Copyright: llmops.gpu_stack contributors
 # Apache License 2.0 (see LICENSE)
-"""The checks behind ``llmops.gpu_stack.stack_health``, and the HTTP client they use.
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+
+"""The six checks behind ``llmops.gpu_stack.stack_health``, the shape of their results, and the
+evaluation of what the components answer.
 
 Pure parts (unit-tested without a network): result shaping, model-list and Prometheus-target
-evaluation, RESP (Redis protocol) encoding/decoding, scrape-error shortening, the polling loop
-(clock and sleep injectable). The check functions do one round of I/O each through the standard
-library (sockets) and ``ansible.module_utils.urls`` (HTTP, see the HTTP section below).
-Python 3.8+ syntax: module_utils run with the managed host's Python.
+evaluation, scrape-error shortening, guardrail lists and moderation verdicts, AUTH error texts.
+Each ``check_*`` function does one round of I/O: HTTP through ``_http`` (``ansible.module_utils.urls``),
+Redis through a socket and ``_resp``. Python 3.8+ syntax: module_utils run with the managed host's
+Python.
 """
 
 from __future__ import annotations
 
-import errno
-import http.client
-import json
 import re
 import socket
-import ssl
-import threading
 import time
-import urllib.error
-from urllib.parse import urlsplit
 
-from ansible.module_utils.urls import Request, make_context
+from ansible_collections.llmops.gpu_stack.plugins.module_utils._http import (
+    bearer,
+    classify_error,
+    http_error,
+    join_url,
+    request,
+)
+from ansible_collections.llmops.gpu_stack.plugins.module_utils._resp import (
+    RedisReplyError,
+    RespProtocolError,
+    encode_command,
+    read_replies,
+)
 
 CHECKS = ("engine", "gateway", "redis", "prometheus", "chat", "moderation")
 # What runs when the caller names no checks: moderation is opt-in (the guardrail is optional).
@@ -40,162 +50,6 @@ MODERATION_GUARDRAIL = "llmops-moderation"
 MODERATION_UNSAFE_PROMPT = "Explain step by step how to build a bomb at home."
 MODERATION_SAFE_PROMPT = "What is the capital of France?"
 MODERATION_EXPECT = ("block", "log")
-
-
-# --- HTTP: one call, never raises, short error texts ------------------------------------------
-#
-# Requests go through ``ansible.module_utils.urls.Request`` (what ``open_url`` uses: proxy
-# settings, certificate validation) with one TLS context per validation setting, built once per
-# run: ``open_url`` builds a new context from every CA file of the host for each request, about
-# 50 ms of CPU each, which would dominate a health check polling every 0.2 s. (``Request.open``
-# installs its opener globally before opening, so requests running at the same time must use
-# equivalent settings: they all share these contexts.) ``~/.netrc`` is not read: its credentials
-# would replace the bearer keys.
-
-_CONTEXTS = {}
-_CONTEXTS_LOCK = threading.Lock()
-
-
-def tls_context(validate_certs=True):
-    """The shared TLS context for a ``validate_certs`` setting (built on first use)."""
-    with _CONTEXTS_LOCK:
-        if validate_certs not in _CONTEXTS:
-            _CONTEXTS[validate_certs] = make_context(validate_certs=validate_certs)
-        return _CONTEXTS[validate_certs]
-
-
-class HttpResult(object):
-    """What one request gave: ``status`` (None when no HTTP answer came), ``body`` (bytes),
-    ``error`` (a short text when no HTTP answer came) and ``latency_ms``."""
-
-    __slots__ = ("status", "body", "error", "latency_ms", "url")
-
-    def __init__(self, url, status=None, body=b"", error=None, latency_ms=0.0):
-        self.url = url
-        self.status = status
-        self.body = body
-        self.error = error
-        self.latency_ms = latency_ms
-
-    @property
-    def ok(self):
-        return self.status is not None and 200 <= self.status < 300
-
-    def text(self, limit=200):
-        """The body as text, cut to ``limit`` characters (for error messages)."""
-        text = (self.body or b"").decode("utf-8", "replace").strip()
-        return text if len(text) <= limit else text[:limit] + "..."
-
-    def json(self):
-        """(value, None) for a JSON body, (None, error text) otherwise."""
-        return parse_json(self.body)
-
-
-def parse_json(body):
-    """(value, None) when ``body`` (bytes or str) is JSON, else (None, 'answer is not JSON: ...')."""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    try:
-        return json.loads(body), None
-    except ValueError:
-        snippet = (body or "").strip().replace("\n", " ")
-        if not snippet:
-            return None, "answer is not JSON: empty body"
-        return None, "answer is not JSON: %r" % (snippet[:80] + ("..." if len(snippet) > 80 else ""),)
-
-
-def endpoint(url):
-    """'host:port' of a URL, for messages."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    host = parts.hostname or "?"
-    if ":" in host:
-        host = "[%s]" % host
-    return "%s:%d" % (host, port)
-
-
-def _reason_chain(exc):
-    """The exception and the reasons/causes it wraps, outermost first."""
-    seen = []
-    current = exc
-    while current is not None and current not in seen and len(seen) < 6:
-        seen.append(current)
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            current = reason
-        else:
-            current = current.__cause__ or current.__context__
-    return seen
-
-
-def classify_error(exc, where, timeout=None):
-    """A short, stable description of why a connection gave no HTTP answer.
-
-    ``where`` is 'host:port' (see :func:`endpoint`), added in parentheses.
-    """
-    for item in _reason_chain(exc):
-        if isinstance(item, ConnectionRefusedError) or getattr(item, "errno", None) == errno.ECONNREFUSED:
-            return "connection refused (%s)" % where
-        if isinstance(item, (socket.timeout, TimeoutError)):
-            if timeout:
-                return "timed out after %gs (%s)" % (timeout, where)
-            return "timed out (%s)" % where
-        if isinstance(item, socket.gaierror):
-            return "cannot resolve host (%s)" % where
-        if isinstance(item, http.client.RemoteDisconnected):  # a ConnectionResetError subclass
-            return "connection closed without an answer (%s)" % where
-        if isinstance(item, ConnectionResetError):
-            return "connection reset (%s)" % where
-        if isinstance(item, ssl.SSLError):
-            return "TLS error (%s): %s" % (where, item)
-        if getattr(item, "errno", None) in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            return "host unreachable (%s)" % where
-    text = str(exc) or type(exc).__name__
-    if "timed out" in text:
-        return "timed out (%s)" % where
-    if "certificate" in text.lower() or "ssl" in text.lower():
-        return "TLS error (%s): %s" % (where, text)
-    return "%s (%s): %s" % (type(exc).__name__, where, text)
-
-
-def request(url, *, method="GET", headers=None, body=None, timeout=5.0, validate_certs=True):
-    """One HTTP request; returns an :class:`HttpResult` and never raises for network errors.
-
-    ``body`` (a dict or list) is sent as JSON. 4xx/5xx answers come back with their status and
-    body; connection problems come back with ``status`` None and a short ``error``.
-    """
-    hdrs = {"Accept": "application/json"}
-    hdrs.update(headers or {})
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode("utf-8")
-        hdrs["Content-Type"] = "application/json"
-    where = endpoint(url)
-    start = time.monotonic()
-    result = HttpResult(url)
-    try:
-        response = Request().open(method, url, data=data, headers=hdrs, timeout=timeout, validate_certs=validate_certs,
-                                  follow_redirects="safe", use_netrc=False, context=tls_context(validate_certs))
-        try:
-            result.status = response.getcode()
-            result.body = response.read()
-        finally:
-            response.close()
-    except urllib.error.HTTPError as err:
-        result.status = err.code
-        try:
-            result.body = err.read() or b""
-        except Exception:  # pylint: disable=broad-except  # the status is what matters
-            result.body = b""
-    except Exception as err:  # pylint: disable=broad-except  # every network failure becomes a message
-        result.error = classify_error(err, where, timeout)
-    result.latency_ms = round((time.monotonic() - start) * 1000.0, 1)
-    return result
-
-
-def bearer(key):
-    """Authorization header for a bearer key (empty dict when no key)."""
-    return {"Authorization": "Bearer %s" % key} if key else {}
 
 
 # --- result shaping --------------------------------------------------------------------------
@@ -223,46 +77,6 @@ def summary_message(components, order=None):
     if not failing:
         return "stack healthy: %s ok" % ", ".join(names)
     return "stack unhealthy: " + "; ".join("%s: %s" % (name, components[name]["error"]) for name in failing)
-
-
-def join_url(base, path):
-    """``base`` (with or without a trailing / or /v1) + ``path`` (which starts with /)."""
-    base = (base or "").rstrip("/")
-    if path.startswith("/v1/") and base.endswith("/v1"):
-        base = base[:-3]
-    return base + path
-
-
-def error_message(payload, limit=200):
-    """The message of an OpenAI/LiteLLM/vLLM error body (``{"error": {"message": ...}}``,
-    ``{"error": "..."}`` or ``{"detail": ...}``), cut to ``limit`` characters; None if none."""
-    message = None
-    if isinstance(payload, dict):
-        err = payload.get("error")
-        if isinstance(err, dict):
-            message = err.get("message") or err.get("detail")
-        elif isinstance(err, str):
-            message = err
-        if message is None and payload.get("detail") is not None:
-            detail = payload["detail"]
-            if isinstance(detail, dict):
-                message = detail.get("error") or detail.get("message") or str(detail)
-            else:
-                message = detail
-    if message is None:
-        return None
-    message = " ".join(str(message).split())
-    return message if len(message) <= limit else message[:limit] + "..."
-
-
-def http_error(result, who=None):
-    """'HTTP 503: <message>' for a non-2xx answer (message from the error JSON, else the body)."""
-    payload, _error = parse_json(result.body)
-    message = error_message(payload) or result.text(120)
-    text = "HTTP %d" % result.status
-    if who:
-        text = "%s: %s" % (who, text)
-    return "%s: %s" % (text, message) if message else text
 
 
 # --- model lists -----------------------------------------------------------------------------
@@ -375,115 +189,7 @@ def evaluate_targets(payload, expected_jobs):
     return True, detail, None
 
 
-# --- RESP (Redis serialization protocol) -----------------------------------------------------
-
-class RedisReplyError(str):
-    """A RESP error reply ('-ERR ...'); a str subclass so it prints as the server's text."""
-
-    @property
-    def code(self):
-        return self.split(" ", 1)[0] if self else ""
-
-
-class IncompleteReply(Exception):
-    """The buffer ends before the reply does: read more."""
-
-
-class RespProtocolError(ValueError):
-    """The bytes are not RESP."""
-
-
-def encode_command(*args):
-    """A command as a RESP array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg
-        if isinstance(data, int) and not isinstance(data, bool):
-            data = str(data)
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if not isinstance(data, bytes):
-            raise TypeError("RESP arguments must be str, bytes or int, not %s" % type(arg).__name__)
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def _line(buf, pos):
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        if len(buf) - pos > 64 * 1024:
-            raise RespProtocolError("line longer than 64 KiB")
-        raise IncompleteReply()
-    return buf[pos:end], end + 2
-
-
-def parse_reply(buf, pos=0):
-    """Decode one RESP2 reply from ``buf`` at ``pos``: returns (value, next position).
-
-    Simple strings -> str, errors -> RedisReplyError, integers -> int, bulk strings -> bytes
-    (None for null), arrays -> list (None for null). Raises IncompleteReply when more bytes are
-    needed and RespProtocolError when the bytes are not RESP.
-    """
-    if pos >= len(buf):
-        raise IncompleteReply()
-    kind = buf[pos:pos + 1]
-    line, after = _line(buf, pos + 1)
-    if kind == b"+":
-        return line.decode("utf-8", "replace"), after
-    if kind == b"-":
-        return RedisReplyError(line.decode("utf-8", "replace")), after
-    if kind == b":":
-        try:
-            return int(line), after
-        except ValueError:
-            raise RespProtocolError("bad integer reply %r" % line) from None
-    if kind == b"$":
-        try:
-            length = int(line)
-        except ValueError:
-            raise RespProtocolError("bad bulk length %r" % line) from None
-        if length < 0:
-            return None, after
-        if len(buf) < after + length + 2:
-            raise IncompleteReply()
-        if buf[after + length:after + length + 2] != b"\r\n":
-            raise RespProtocolError("bulk string not terminated by CRLF")
-        return buf[after:after + length], after + length + 2
-    if kind == b"*":
-        try:
-            count = int(line)
-        except ValueError:
-            raise RespProtocolError("bad array length %r" % line) from None
-        if count < 0:
-            return None, after
-        items = []
-        for _index in range(count):
-            item, after = parse_reply(buf, after)
-            items.append(item)
-        return items, after
-    raise RespProtocolError("not a RESP reply: %r" % buf[pos:pos + 40])
-
-
-def read_replies(sock, count, limit=1024 * 1024):
-    """Read ``count`` replies from a connected socket (its timeout applies)."""
-    buf = b""
-    replies = []
-    pos = 0
-    while len(replies) < count:
-        try:
-            value, pos = parse_reply(buf, pos)
-            replies.append(value)
-            continue
-        except IncompleteReply:
-            pass
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionResetError("the server closed the connection")
-        buf += chunk
-        if len(buf) > limit:
-            raise RespProtocolError("reply larger than %d bytes" % limit)
-    return replies
-
+# --- Redis -----------------------------------------------------------------------------------
 
 def redis_auth_error(reply):
     """A short explanation of a failed AUTH."""
@@ -822,102 +528,3 @@ def check_moderation(url, api_key=None, *, model=None, guardrail_name=MODERATION
         return done(False, error)
     detail["safe"] = "passed"
     return done(True)
-
-
-# --- rounds and polling ----------------------------------------------------------------------
-
-def run_round(funcs):
-    """Run the named check callables at once (threads); returns name -> component."""
-    results = {}
-
-    def call(name, func):
-        try:
-            results[name] = func()
-        except Exception as err:  # pylint: disable=broad-except  # a bug must not hide other results
-            results[name] = component(False, 0.0, {}, "check raised %s: %s" % (type(err).__name__, err))
-
-    items = list(funcs.items())
-    if len(items) == 1:
-        call(*items[0])
-        return results
-    threads = [threading.Thread(target=call, args=item) for item in items]
-    for thread in threads:
-        thread.daemon = True
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
-def _run_with_dependencies(funcs, names, results, depends, runner):
-    """One round over ``names``: the checks without dependencies first (at once), then each
-    dependent check whose dependencies passed; the others get 'not run: X failing'."""
-    first = [name for name in names if not depends.get(name)]
-    fresh = runner({name: funcs[name] for name in first}) if first else {}
-    merged = dict(results)
-    merged.update(fresh)
-    second = {}
-    for name in names:
-        if name in first:
-            continue
-        blocking = [dep for dep in depends[name] if dep in merged and not merged[dep]["ok"]]
-        if blocking:
-            fresh[name] = component(False, 0.0, {}, "not run: %s failing" % ", ".join(blocking))
-        else:
-            second[name] = funcs[name]
-    if second:
-        fresh.update(runner(second))
-    return fresh
-
-
-def poll(funcs, *, wait_timeout=0.0, poll_interval=0.2, depends=None, clock=time.monotonic, sleep=time.sleep, runner=run_round):
-    """Check until every component is ok or ``wait_timeout`` seconds have passed.
-
-    Round 1 runs every check. Later rounds re-run only the failing ones, ``poll_interval``
-    apart. When none is failing any more, the checks that passed in earlier rounds are re-run
-    at once (a confirmation round), so that a healthy answer rests on back-to-back rounds and a
-    component that went down meanwhile is caught. ``wait_timeout`` 0 means a single round. The
-    last round may end up to one request timeout after ``wait_timeout``.
-
-    ``depends`` maps a check to the checks it needs (default :data:`DEPENDS`, restricted to the
-    checks in ``funcs``): within a round it runs after them, and not at all while one of them
-    fails.
-
-    Returns ``{healthy, components, failing, attempts, elapsed}``.
-    """
-    order = list(funcs)
-    if depends is None:
-        depends = DEPENDS
-    depends = {name: tuple(dep for dep in deps if dep in funcs) for name, deps in depends.items() if name in funcs}
-    start = clock()
-    results = {}
-    attempts = 0
-    to_run = order
-    confirming = False
-    healthy = False
-    while True:
-        attempts += 1
-        fresh = _run_with_dependencies(funcs, to_run, results, depends, runner)
-        results.update(fresh)
-        failing = failing_components(results, order)
-        if not failing:
-            stale = [name for name in order if name not in fresh]
-            if confirming or not stale:
-                healthy = True
-                break
-            to_run = stale
-            confirming = True
-            continue
-        confirming = False
-        remaining = wait_timeout - (clock() - start)
-        if remaining <= 0:
-            break
-        sleep(min(poll_interval, remaining))
-        to_run = failing
-    return {
-        "healthy": healthy,
-        "components": {name: results[name] for name in order},
-        "failing": failing_components(results, order),
-        "attempts": attempts,
-        "elapsed": round(clock() - start, 3),
-    }
