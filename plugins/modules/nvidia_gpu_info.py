@@ -164,7 +164,7 @@ reason:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.llmops.gpu_stack.plugins.module_utils.nvidia_smi import (
+from ansible_collections.llmops.gpu_stack.plugins.module_utils._nvidia_smi import (
     NO_DEVICES_MARKER,
     NvidiaSmiParseError,
     is_no_driver_error,

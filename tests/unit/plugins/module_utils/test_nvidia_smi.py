@@ -1,4 +1,4 @@
-"""plugins/module_utils/nvidia_smi.py: nvidia-smi parsing and GPU sizing (pure functions)."""
+"""plugins/module_utils/_nvidia_smi.py: nvidia-smi output parsed into nvidia_gpu_info's facts (pure functions)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 if importlib.util.find_spec("ansible_collections.llmops") is None:  # plain pytest in the checkout: collections/ links the repo
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[4] / "collections"))
 
-from ansible_collections.llmops.gpu_stack.plugins.module_utils import nvidia_smi as ns
+from ansible_collections.llmops.gpu_stack.plugins.module_utils import _nvidia_smi as ns
 
 # Captured on an H100 machine (driver 580.159.04); the UUID is made up.
 H100 = "0, NVIDIA H100 80GB HBM3, GPU-5f0c3b2a-9d41-4e6b-8a17-2c6e0d9b4f31, 81559, 0, 580.159.04, Disabled, 00000000:00:06.0\n"
@@ -22,8 +22,6 @@ PLAIN_HEADER = (
     "| NVIDIA-SMI 580.159.04             Driver Version: 580.159.04     CUDA Version: 13.0     |\n"
 )
 QUERY_HEADER = "Driver Version                                         : 580.159.04\nCUDA Version                                           : 13.0\n"
-QWEN3_8B_WEIGHTS = 16_400_000_000
-QWEN3_8B_KV = 2 * 36 * 8 * 128 * 2  # 147456 bytes = 144 KiB per token
 
 
 def test_query_args_name_every_field():
@@ -157,90 +155,3 @@ def test_unavailable_facts():
     facts = ns.unavailable("no driver")
     assert facts == {"available": False, "gpu_count": 0, "gpus": [], "driver_version": None, "cuda_version": None,
                      "total_memory_mib": 0, "names": [], "reason": "no driver"}
-
-
-# --- tensor_parallel_size ----------------------------------------------------------------------
-
-@pytest.mark.parametrize(("count", "size"), [(1, 1), (2, 2), (3, 2), (4, 4), (5, 4), (6, 4), (7, 4), (8, 8), (12, 8), (16, 16), ("4", 4), (8.0, 8)])
-def test_tensor_parallel_size_is_largest_power_of_two(count, size):
-    assert ns.tensor_parallel_size(count) == size
-
-
-@pytest.mark.parametrize(("count", "heads", "size"), [(8, 32, 8), (8, 40, 8), (8, 20, 4), (8, 12, 4), (8, 7, 1), (4, 64, 4), (3, 1, 1)])
-def test_tensor_parallel_size_divides_the_attention_heads(count, heads, size):
-    assert ns.tensor_parallel_size(count, heads) == size
-    assert heads % size == 0
-
-
-@pytest.mark.parametrize("count", [0, -2, "x", None, True, 2.5])
-def test_tensor_parallel_size_rejects_bad_counts(count):
-    with pytest.raises(ValueError, match="gpu_count"):
-        ns.tensor_parallel_size(count)
-
-
-def test_tensor_parallel_size_rejects_bad_heads():
-    with pytest.raises(ValueError, match="num_attention_heads"):
-        ns.tensor_parallel_size(4, 0)
-
-
-# --- model_fits (field notes: Qwen3-8B BF16 16.4 GB weights, 144 KiB KV per token) -----------
-
-def test_qwen3_8b_fits_an_h100_with_full_context():
-    assert ns.model_fits(81559, QWEN3_8B_WEIGHTS, kv_bytes_per_token=QWEN3_8B_KV, max_model_len=40960)
-
-
-def test_qwen3_8b_on_24_gb_fits_32k_but_not_40k():
-    estimate = ns.model_memory_estimate(24564, QWEN3_8B_WEIGHTS, kv_bytes_per_token=QWEN3_8B_KV, max_model_len=32768)
-    assert estimate["fits"]
-    assert estimate["kv_cache_bytes"] == 32768 * 147456  # 4.5 GiB
-    assert estimate["required_gib"] == pytest.approx(21.77, abs=0.01)
-    assert not ns.model_fits(24564, QWEN3_8B_WEIGHTS, kv_bytes_per_token=QWEN3_8B_KV, max_model_len=40960)
-
-
-def test_qwen3_8b_never_fits_16_gb():
-    assert not ns.model_fits(16376, QWEN3_8B_WEIGHTS, kv_bytes_per_token=QWEN3_8B_KV, max_model_len=1024)
-    assert not ns.model_fits(16376, QWEN3_8B_WEIGHTS, max_model_len=None)
-
-
-def test_tensor_parallel_adds_memory_and_overhead_per_gpu():
-    estimate = ns.model_memory_estimate(16376, QWEN3_8B_WEIGHTS, kv_bytes_per_token=QWEN3_8B_KV, max_model_len=32768,
-                                        tensor_parallel_size=2)
-    assert estimate["fits"]
-    assert estimate["overhead_bytes"] == 2 * ns.DEFAULT_OVERHEAD_BYTES
-    assert estimate["available_bytes"] == int(16376 * ns.MIB * 0.92 * 2)
-
-
-def test_utilization_and_overhead_are_honoured():
-    tight = dict(kv_bytes_per_token=QWEN3_8B_KV, max_model_len=32768)
-    assert ns.model_fits(24564, QWEN3_8B_WEIGHTS, gpu_memory_utilization=0.92, **tight)
-    assert not ns.model_fits(24564, QWEN3_8B_WEIGHTS, gpu_memory_utilization=0.9, **tight)
-    assert not ns.model_fits(24564, QWEN3_8B_WEIGHTS, overhead_bytes=3 * ns.GIB, **tight)
-
-
-@pytest.mark.parametrize("length", [None, "auto", ""])
-def test_auto_context_counts_no_kv_cache(length):
-    estimate = ns.model_memory_estimate(24564, QWEN3_8B_WEIGHTS, kv_bytes_per_token=QWEN3_8B_KV, max_model_len=length)
-    assert estimate["kv_cache_bytes"] == 0 and estimate["fits"]
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"gpu_memory_utilization": 0}, "gpu_memory_utilization"),
-        ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
-        ({"tensor_parallel_size": 0}, "tensor_parallel_size"),
-        ({"max_model_len": 0}, "max_model_len"),
-        ({"max_model_len": "long"}, "max_model_len"),
-        ({"kv_bytes_per_token": -1}, "kv_bytes_per_token"),
-        ({"overhead_bytes": "x"}, "overhead_bytes"),
-    ],
-)
-def test_model_fits_rejects_bad_input(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        ns.model_memory_estimate(81559, QWEN3_8B_WEIGHTS, **kwargs)
-
-
-@pytest.mark.parametrize(("memory", "weights"), [(-1, 1), ("lots", 1), (1, -5), (1, True)])
-def test_model_fits_rejects_bad_sizes(memory, weights):
-    with pytest.raises(ValueError):
-        ns.model_fits(memory, weights)

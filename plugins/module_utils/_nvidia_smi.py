@@ -1,10 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: llmops.gpu_stack contributors
 # Apache License 2.0 (see LICENSE)
-"""Parsing of ``nvidia-smi`` output and GPU sizing arithmetic (pure functions, no I/O).
 
-Used by the ``nvidia_gpu_info`` module (on the managed host) and by the ``gpu_stack`` filter
-plugin (on the controller). Python 3.8+ syntax: module_utils run with the host's Python.
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+
+"""Parsing of ``nvidia-smi`` output into the ``nvidia_gpu_info`` module's facts (pure functions, no I/O).
+
+Used by the ``nvidia_gpu_info`` module on the managed host; the controller-side GPU sizing
+arithmetic is in ``plugins/plugin_utils/_sizing.py``. Python 3.8+ syntax: module_utils run with
+the host's Python.
 """
 
 from __future__ import annotations
@@ -40,11 +45,6 @@ NO_DRIVER_MARKERS = (
 NO_DEVICES_MARKER = "No devices were found"
 
 CUDA_VERSION_RE = re.compile(r"CUDA Version\s*:\s*([0-9]+(?:\.[0-9]+)*)")
-
-GIB = 1024 ** 3
-MIB = 1024 ** 2
-DEFAULT_OVERHEAD_BYTES = 2 * GIB
-DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vLLM's current default for --gpu-memory-utilization
 
 
 class NvidiaSmiParseError(ValueError):
@@ -160,96 +160,3 @@ def unavailable(msg=None):
     if msg:
         facts["reason"] = msg
     return facts
-
-
-def _positive_int(value, name, minimum=1):
-    if isinstance(value, bool):
-        raise ValueError("%s must be an integer, got %r" % (name, value))
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError("%s must be an integer, got %r" % (name, value)) from None
-    if isinstance(value, float) and not value.is_integer():
-        raise ValueError("%s must be a whole number, got %r" % (name, value))
-    if number < minimum:
-        raise ValueError("%s must be >= %d, got %r" % (name, minimum, value))
-    return number
-
-
-def tensor_parallel_size(gpu_count, num_attention_heads=None):
-    """The largest power of two <= gpu_count (and dividing ``num_attention_heads`` when given).
-
-    vLLM splits every attention layer across the tensor-parallel ranks, so it refuses a
-    ``--tensor-parallel-size`` that does not divide the model's number of attention heads (for
-    Qwen3-8B: 32 heads, 8 KV heads). Powers of two divide the head counts of common models
-    (32, 40, 64, 128 ...), so 6 GPUs give 4 and 3 GPUs give 2; the spare GPUs stay idle.
-    Raises ValueError when gpu_count < 1.
-    """
-    count = _positive_int(gpu_count, "gpu_count")
-    heads = None if num_attention_heads is None else _positive_int(num_attention_heads, "num_attention_heads")
-    size = 1
-    while size * 2 <= count:
-        size *= 2
-    if heads is not None:
-        while size > 1 and heads % size:
-            size //= 2
-    return size
-
-
-def _non_negative(value, name):
-    if isinstance(value, bool):
-        raise ValueError("%s must be a number, got %r" % (name, value))
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError("%s must be a number, got %r" % (name, value)) from None
-    if number < 0:
-        raise ValueError("%s must be >= 0, got %r" % (name, value))
-    return number
-
-
-def model_memory_estimate(gpu_memory_mib, weights_bytes, *, kv_bytes_per_token=0, max_model_len=None,
-                          gpu_memory_utilization=DEFAULT_GPU_MEMORY_UTILIZATION, tensor_parallel_size=1,
-                          overhead_bytes=DEFAULT_OVERHEAD_BYTES):
-    """Whether a model fits, with the figures behind the answer (all bytes).
-
-    required  = weights + KV cache per token x max_model_len + overhead x tensor_parallel_size
-    available = GPU memory per GPU x gpu_memory_utilization x tensor_parallel_size
-
-    Weights and the KV cache are split across the tensor-parallel GPUs; the overhead (CUDA
-    context, activations, CUDA graphs: about 2 GiB) is paid on each GPU. ``max_model_len`` None
-    (vLLM's ``auto``) counts no KV cache: vLLM then sizes the context to what is left, which
-    this estimate does not predict. Qwen3-8B BF16: weights about 16.4e9 bytes, KV cache 147456
-    bytes (144 KiB) per token. An estimate, not vLLM's own profiling run.
-    """
-    memory = _non_negative(gpu_memory_mib, "gpu_memory_mib")
-    weights = _non_negative(weights_bytes, "weights_bytes")
-    kv = _non_negative(kv_bytes_per_token, "kv_bytes_per_token")
-    overhead = _non_negative(overhead_bytes, "overhead_bytes")
-    tokens = 0 if max_model_len in (None, "", "auto") else _positive_int(max_model_len, "max_model_len")
-    utilization = _non_negative(gpu_memory_utilization, "gpu_memory_utilization")
-    if not 0 < utilization <= 1:
-        raise ValueError("gpu_memory_utilization must be in (0, 1], got %r" % (gpu_memory_utilization,))
-    tp = _positive_int(tensor_parallel_size, "tensor_parallel_size")
-    kv_cache = kv * tokens
-    required = weights + kv_cache + overhead * tp
-    available = memory * MIB * utilization * tp
-    return {
-        "fits": required <= available,
-        "required_bytes": int(required),
-        "available_bytes": int(available),
-        "weights_bytes": int(weights),
-        "kv_cache_bytes": int(kv_cache),
-        "overhead_bytes": int(overhead * tp),
-        "required_gib": round(required / GIB, 2),
-        "available_gib": round(available / GIB, 2),
-    }
-
-
-def model_fits(gpu_memory_mib, weights_bytes, *, kv_bytes_per_token=0, max_model_len=None,
-               gpu_memory_utilization=DEFAULT_GPU_MEMORY_UTILIZATION, tensor_parallel_size=1,
-               overhead_bytes=DEFAULT_OVERHEAD_BYTES):
-    """True when :func:`model_memory_estimate` says the model fits."""
-    return model_memory_estimate(gpu_memory_mib, weights_bytes, kv_bytes_per_token=kv_bytes_per_token, max_model_len=max_model_len,
-                                 gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
-                                 overhead_bytes=overhead_bytes)["fits"]
