@@ -37,14 +37,9 @@ options:
       - Output that C(nvidia-smi) printed but this module cannot parse fails either way.
     type: bool
     default: true
-attributes:
-  check_mode:
-    description: Can run in check mode and report what would change, without changing anything.
-    support: full
-    details: Only reads; runs the same way in check mode.
-  diff_mode:
-    description: Reports the differences it would make in diff mode.
-    support: none
+extends_documentation_fragment:
+  - llmops.gpu_stack._attributes
+  - llmops.gpu_stack._attributes.read_only
 notes:
   - Runs on the managed host; needs only the NVIDIA driver's C(nvidia-smi), no Python package.
 seealso:

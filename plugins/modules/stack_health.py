@@ -177,14 +177,9 @@ options:
       - Validate TLS certificates of C(https://) URLs.
     type: bool
     default: true
-attributes:
-  check_mode:
-    description: Can run in check mode and report what would change, without changing anything.
-    support: full
-    details: Only reads; runs the same way in check mode.
-  diff_mode:
-    description: Reports the differences it would make in diff mode.
-    support: none
+extends_documentation_fragment:
+  - llmops.gpu_stack._attributes
+  - llmops.gpu_stack._attributes.read_only
 notes:
   - Runs on the managed host with the standard library only; the default URLs are the stack's
     loopback ports.
