@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: llmops.gpu_stack contributors
 # Apache License 2.0 (see LICENSE)
-"""GPU sizing filters: ``tensor_parallel_size`` and ``model_fits``.
+"""GPU sizing filters: ``tensor_parallel_size``, ``model_fits`` and ``kv_bytes_per_token``.
 
-Their documentation is in ``tensor_parallel_size.yml`` and ``model_fits.yml`` beside this file;
+Their documentation is in ``tensor_parallel_size.yml``, ``model_fits.yml`` and ``kv_bytes_per_token.yml`` beside this file;
 the arithmetic is in ``plugins/plugin_utils/_sizing.py``.
 """
 
@@ -32,6 +32,8 @@ def _filter(name, func):
 tensor_parallel_size_filter = _filter("tensor_parallel_size", _sizing.tensor_parallel_size)
 # True when the model fits (or the whole estimate with details=true).
 model_fits_filter = _filter("model_fits", _sizing.model_fits)
+# KV-cache bytes per token of a model's config.json.
+kv_bytes_per_token_filter = _filter("kv_bytes_per_token", _sizing.kv_bytes_per_token)
 
 
 class FilterModule(object):
@@ -41,4 +43,5 @@ class FilterModule(object):
         return {
             "tensor_parallel_size": tensor_parallel_size_filter,
             "model_fits": model_fits_filter,
+            "kv_bytes_per_token": kv_bytes_per_token_filter,
         }

@@ -1,0 +1,301 @@
+"""The stack plan (plugins/plugin_utils/_plan.py) on sample hosts and fleets, without a playbook."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _plan, _settings
+
+KEY = "engine-key-0123456789"
+MASTER = "sk-master-0123456789"
+REDIS = "redis-pass-0123456789"
+GUARD = "guard-key-0123456789"
+SECRETS = {"inference_engine_api_key": KEY, "gateway_master_key": MASTER, "gateway_redis_password": REDIS}
+
+
+def plan_of(host, hostvars, groups, **kwargs):
+    plan, problems = _plan.stack_plan(host, hostvars, groups, **kwargs)
+    return plan, [str(p) for p in problems]
+
+
+def ok_plan(host, hostvars, groups, **kwargs):
+    plan, problems = plan_of(host, hostvars, groups, **kwargs)
+    assert problems == []
+    return plan
+
+
+def single(**extra):
+    return {"gpu-stack-1": dict(SECRETS, ansible_host="10.0.0.5", **extra)}
+
+
+ALL_IN_ONE = {"gpu_hosts": ["gpu-stack-1"]}
+
+
+# ------------------------------------------------------------------------------------ defaults
+def test_plan_roles_defaults_are_literal_values():
+    """The plan reads other hosts' defaults from the files: they may hold no Jinja."""
+    for role in _settings.PLAN_ROLES:
+        for name, value in _settings.role_defaults(role).items():
+            assert "{{" not in json.dumps(value), "%s: %s is templated" % (role, name)
+
+
+# ------------------------------------------------------------------------------------ one host
+def test_single_gpu_host_runs_everything_with_the_seed_names():
+    plan = ok_plan("gpu-stack-1", single(), ALL_IN_ONE)
+    assert plan["roles"] == ["inference_engine", "gateway", "monitoring"]
+    assert sorted(plan["services"]) == ["inference-engine", "litellm-proxy", "prometheus", "redis-cache"]
+    engine = plan["services"]["inference-engine"]
+    assert engine["image"] == "vllm/vllm-openai:v0.32.0"
+    assert engine["command"][:5] == ["/models/Qwen3-8B", "--served-model-name", "qwen3-8b", "--port", "8001"]
+    assert engine["runtime"] == "runc"
+    assert engine["deploy"]["resources"]["reservations"]["devices"] == [{"driver": "nvidia", "capabilities": ["gpu"], "count": "all"}]
+    assert "NVIDIA_VISIBLE_DEVICES" not in engine["environment"]
+    assert engine["ipc"] == "host"
+    assert engine["volumes"][0] == {"type": "bind", "source": "/Models/Pretrained_Models/Qwen3-8B", "target": "/models/Qwen3-8B",
+                                    "read_only": True, "bind": {"create_host_path": False}}
+    # tensor parallel auto over all GPUs: unknown until the host's preflight has looked
+    assert plan["engines"][0]["tensor_parallel_size"] is None
+    assert plan["gateway"]["model_list"] == [{
+        "model_name": "qwen3-8b",
+        "litellm_params": {"model": "hosted_vllm/qwen3-8b", "api_base": "http://inference-engine:8001/v1",
+                           "api_key": "os.environ/VLLM_API_KEY"},
+        "model_info": {"id": "gpu-stack-1/inference-engine", "mode": "chat", "max_input_tokens": 32768},
+    }]
+    assert plan["services"]["litellm-proxy"]["ports"] == ["0.0.0.0:4000:4000"]
+    assert plan["services"]["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
+    assert "ports" not in plan["services"]["redis-cache"]
+    assert "ports" not in engine
+    assert plan["firewall"] == {"engine": [], "redis": []}
+    assert plan["models"] == ["qwen3-8b"]
+
+
+def test_the_plan_holds_no_secret_value():
+    plan = ok_plan("gpu-stack-1", single(), ALL_IN_ONE)
+    text = json.dumps(plan)
+    for secret in SECRETS.values():
+        assert secret not in text
+    assert plan["secrets"] == {
+        "engine": {"VLLM_API_KEY": ["gpu-stack-1", "inference_engine_api_key"]},
+        "redis-cache": {"REDIS_PASSWORD": ["gpu-stack-1", "gateway_redis_password"]},
+        "litellm-proxy": {"LITELLM_MASTER_KEY": ["gpu-stack-1", "gateway_master_key"],
+                          "REDIS_PASSWORD": ["gpu-stack-1", "gateway_redis_password"],
+                          "VLLM_API_KEY": ["gpu-stack-1", "inference_engine_api_key"]},
+    }
+
+
+def test_cpu_profile():
+    plan = ok_plan("gpu-stack-1", single(gpu_stack_accelerator="cpu", inference_engine_shm_size="4g",
+                                         inference_engine_cpu_kvcache_space=1), ALL_IN_ONE)
+    engine = plan["services"]["inference-engine"]
+    assert engine["image"] == "vllm/vllm-openai-cpu:v0.32.0-x86_64"
+    assert "--tensor-parallel-size" not in engine["command"]
+    assert "--gpu-memory-utilization" not in engine["command"]
+    assert engine["command"][-2:] == ["--dtype", "bfloat16"]
+    assert engine["environment"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert engine["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert (engine["shm_size"], engine["cap_add"], engine["security_opt"]) == ("4g", ["SYS_NICE"], ["seccomp=unconfined"])
+    assert "deploy" not in engine
+    assert plan["uses_gpus"] is False
+
+
+def test_registry_prefix_replaces_a_registry_host():
+    plan = ok_plan("gpu-stack-1", single(gpu_stack_registry="registry.internal:5000",
+                                         gateway_litellm_image="ghcr.io/berriai/litellm:v1.108.5"), ALL_IN_ONE)
+    assert plan["images"] == {
+        "inference-engine": "registry.internal:5000/vllm/vllm-openai:v0.32.0",
+        "litellm-proxy": "registry.internal:5000/berriai/litellm:v1.108.5",
+        "redis-cache": "registry.internal:5000/redis:7.2.5-alpine",
+        "prometheus": "registry.internal:5000/prom/prometheus:v2.53.2",
+    }
+
+
+def test_dollar_signs_are_escaped_for_compose():
+    plan = ok_plan("gpu-stack-1", single(inference_engine_env={"PRICE": "$5"}), ALL_IN_ONE)
+    assert plan["services"]["inference-engine"]["environment"]["PRICE"] == "$$5"
+    assert plan["services"]["redis-cache"]["command"][2].count("$${REDIS_PASSWORD}") == 1
+
+
+# ------------------------------------------------------------------------------------ several engines
+EIGHT_GPUS = {"gpu_count": 8, "gpus": [{"index": i, "memory_total_mib": 143771} for i in range(8)]}
+
+
+def test_four_tensor_parallel_2_replicas_on_8_gpus():
+    engines = [{"gpus": [2 * i, 2 * i + 1], "tensor_parallel_size": 2} for i in range(4)]
+    plan = ok_plan("gpu-stack-1", single(inference_engine_engines=engines), ALL_IN_ONE, gpu_info=EIGHT_GPUS)
+    assert [e["name"] for e in plan["engines"]] == ["inference-engine", "inference-engine-2", "inference-engine-3", "inference-engine-4"]
+    assert [e["port"] for e in plan["engines"]] == [8001, 8002, 8003, 8004]
+    assert [e["tensor_parallel_size"] for e in plan["engines"]] == [2, 2, 2, 2]
+    devices = [plan["services"][e["name"]]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] for e in plan["engines"]]
+    assert devices == [["0", "1"], ["2", "3"], ["4", "5"], ["6", "7"]]
+    deployments = plan["gateway"]["model_list"]
+    assert [d["model_name"] for d in deployments] == ["qwen3-8b"] * 4
+    assert [d["litellm_params"]["api_base"] for d in deployments] == [
+        "http://inference-engine:8001/v1", "http://inference-engine-2:8002/v1",
+        "http://inference-engine-3:8003/v1", "http://inference-engine-4:8004/v1"]
+    # several deployments of one alias: a failing one is cooled down at once
+    assert {d["model_info"]["allowed_fails"] for d in deployments} == {0}
+    assert plan["services"]["litellm-proxy"]["depends_on"] == {
+        name: {"condition": "service_healthy"} for name in
+        ["inference-engine", "inference-engine-2", "inference-engine-3", "inference-engine-4", "redis-cache"]}
+    targets = plan["monitoring"]["prometheus_config"]["scrape_configs"][1]["static_configs"]
+    assert [t["targets"][0] for t in targets] == ["inference-engine:8001", "inference-engine-2:8002",
+                                                   "inference-engine-3:8003", "inference-engine-4:8004"]
+
+
+def test_different_models_side_by_side():
+    models = [{"alias": "qwen3-8b", "repo_id": "Qwen/Qwen3-8B"}, {"alias": "qwen3-32b", "repo_id": "Qwen/Qwen3-32B"}]
+    engines = [{"model": "qwen3-8b", "gpus": [0]}, {"model": "qwen3-32b", "gpus": [1, 2, 3, 4], "port": 9000, "name": "big"}]
+    plan = ok_plan("gpu-stack-1", single(gpu_stack_models=models, inference_engine_engines=engines), ALL_IN_ONE)
+    assert [(e["name"], e["alias"], e["port"], e["tensor_parallel_size"]) for e in plan["engines"]] == [
+        ("inference-engine", "qwen3-8b", 8001, 1), ("big", "qwen3-32b", 9000, 4)]
+    assert plan["models"] == ["qwen3-32b", "qwen3-8b"]
+    assert plan["gateway"]["aliases"] == ["qwen3-32b", "qwen3-8b"]
+
+
+def test_tensor_parallel_auto_follows_the_gpus_and_the_heads():
+    plan = ok_plan("gpu-stack-1", single(), ALL_IN_ONE, gpu_info=EIGHT_GPUS)
+    assert plan["engines"][0]["tensor_parallel_size"] == 8
+    plan = ok_plan("gpu-stack-1", single(), ALL_IN_ONE, gpu_info=EIGHT_GPUS, model_configs={"qwen3-8b": {"num_attention_heads": 20}})
+    assert plan["engines"][0]["tensor_parallel_size"] == 4
+    plan = ok_plan("gpu-stack-1", single(inference_engine_gpus=3), ALL_IN_ONE)
+    assert plan["engines"][0]["tensor_parallel_size"] == 2
+    assert plan["services"]["inference-engine"]["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 3
+
+
+def test_shared_gpus_must_sum_below_one():
+    engines = [{"gpus": [0], "gpu_memory_utilization": 0.6}, {"gpus": [0, 1], "gpu_memory_utilization": 0.5}]
+    _plan_, problems = plan_of("gpu-stack-1", single(inference_engine_engines=engines), ALL_IN_ONE)
+    assert problems == ["gpu-stack-1: inference_engine_engines[1].gpu_memory_utilization = 0.5: expected memory shares of the "
+                        "services sharing a GPU to sum below 1 (inference-engine 0.6 + inference-engine-2 0.5 = 1.1)"]
+    engines[1]["gpu_memory_utilization"] = 0.3
+    ok_plan("gpu-stack-1", single(inference_engine_engines=engines), ALL_IN_ONE)
+
+
+def test_guard_sharing_the_engines_gpu():
+    models = [{"alias": "qwen3-8b", "repo_id": "Qwen/Qwen3-8B"}, {"alias": "qwen3guard", "repo_id": "Qwen/Qwen3Guard-Gen-0.6B"}]
+    hostvars = single(gpu_stack_models=models, moderation_enabled=True, moderation_api_key=GUARD)
+    _p, problems = plan_of("gpu-stack-1", hostvars, ALL_IN_ONE)
+    assert problems == ["gpu-stack-1: moderation_gpu_memory_utilization = 0.1: expected memory shares of the services sharing a "
+                        "GPU to sum below 1 (inference-engine 0.9 + moderation-engine 0.1 = 1.0)"]
+    hostvars["gpu-stack-1"]["inference_engine_gpu_memory_utilization"] = 0.8
+    plan = ok_plan("gpu-stack-1", hostvars, ALL_IN_ONE)
+    guard = plan["services"]["moderation-engine"]
+    assert guard["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["0"]
+    assert guard["depends_on"] == {"inference-engine": {"condition": "service_healthy"}}
+    assert plan["gateway"]["litellm_config"]["guardrails"][0]["litellm_params"]["api_base"] == "http://moderation-engine:8001/v1"
+    assert plan["secrets"]["litellm-proxy"]["MODERATION_API_KEY"] == ["gpu-stack-1", "moderation_api_key"]
+    assert plan["models"] == ["qwen3-8b", "qwen3guard"]
+    assert "moderation" in plan["roles"]
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ({"inference_engine_port": 70000}, "inference_engine_port = 70000: expected a TCP port, a whole number from 1 to 65535"),
+    ({"inference_engine_extra_args": "--max-num-seqs 4"},
+     'inference_engine_extra_args = "--max-num-seqs 4": expected a list of arguments, one item each'),
+    ({"inference_engine_model": "qwen3-9b"}, 'inference_engine_model = "qwen3-9b": expected the alias of an entry of gpu_stack_models (qwen3-8b)'),
+    ({"inference_engine_gpus": [0], "inference_engine_tensor_parallel_size": 2},
+     "inference_engine_tensor_parallel_size = 2: expected at most the 1 GPU(s) given to this engine (inference_engine_gpus)"),
+    ({"inference_engine_extra_args": ["--disable-log-requests"]}, "no --disable-log-requests"),
+    ({"gateway_port": 8001, "inference_engine_publish": True}, "gateway_port = 8001: expected a host port of its own"),
+    ({"monitoring_retention": "15 days"}, 'monitoring_retention = "15 days": expected a Prometheus duration'),
+    ({"gateway_redis_image": ""}, 'gateway_redis_image = "": expected an image reference'),
+    ({"gateway_master_key": "master-0123456789"}, "gateway_master_key = (secret, 17 characters; value not shown): expected a key starting with sk-"),
+    ({"inference_engine_api_key": "short"}, "inference_engine_api_key = (secret, 5 characters; value not shown): expected at least 16 characters"),
+])
+def test_wrong_inputs_are_named(extra, expected):
+    _p, problems = plan_of("gpu-stack-1", single(**extra), ALL_IN_ONE)
+    assert any(expected in p for p in problems), problems
+    assert not any(str(v) in " ".join(problems) for k, v in extra.items() if "key" in k or "password" in k)
+
+
+def test_a_missing_secret_is_named_not_shown():
+    hostvars = single()
+    del hostvars["gpu-stack-1"]["gateway_redis_password"]
+    _p, problems = plan_of("gpu-stack-1", hostvars, ALL_IN_ONE)
+    assert problems == ["gpu-stack-1: gateway_redis_password = not set: expected a secret of at least 16 characters (it has no "
+                        "default: Ansible Vault, -e, or an environment variable the inventory reads)"]
+
+
+# ------------------------------------------------------------------------------------ a fleet
+FLEET_GROUPS = {"inference_hosts": ["inference-1", "inference-2"], "gateway_hosts": ["gateway-1", "gateway-2"]}
+
+
+def fleet():
+    base = dict(SECRETS)
+    return {
+        "gateway-1": dict(base, ansible_host="10.0.0.10"),
+        "gateway-2": dict(base, ansible_host="10.0.0.11"),
+        "inference-1": dict(base, ansible_host="10.0.0.21"),
+        # another port and another key: the gateways get VLLM_API_KEY_INFERENCE_2
+        "inference-2": dict(base, ansible_host="gpu2.internal", gpu_stack_address="10.0.0.22", inference_engine_port=8101,
+                            inference_engine_api_key="other-engine-key-0123"),
+    }
+
+
+def test_fleet_gateway_routes_to_every_engine():
+    plan = ok_plan("gateway-1", fleet(), FLEET_GROUPS)
+    assert plan["roles"] == ["gateway", "monitoring"]
+    assert plan["engines"] == []
+    assert [(d["litellm_params"]["api_base"], d["litellm_params"]["api_key"], d["model_info"]["id"])
+            for d in plan["gateway"]["model_list"]] == [
+        ("http://10.0.0.21:8001/v1", "os.environ/VLLM_API_KEY", "inference-1/inference-engine"),
+        ("http://10.0.0.22:8101/v1", "os.environ/VLLM_API_KEY_INFERENCE_2", "inference-2/inference-engine"),
+    ]
+    assert plan["secrets"]["litellm-proxy"]["VLLM_API_KEY_INFERENCE_2"] == ["inference-2", "inference_engine_api_key"]
+    assert plan["secrets"]["litellm-proxy"]["VLLM_API_KEY"] == ["gateway-1", "inference_engine_api_key"]
+    # the first gateway runs the Redis the gateways share, published on its address for the other one
+    assert plan["gateway"]["runs_redis"] and plan["gateway"]["redis_shared"]
+    assert plan["services"]["redis-cache"]["ports"] == ["10.0.0.10:6379:6379"]
+    assert plan["firewall"]["redis"] == [{"port": 6379, "address": "10.0.0.10", "sources": ["10.0.0.11"], "what": "redis-cache"}]
+    jobs = {j["job_name"]: j for j in plan["monitoring"]["prometheus_config"]["scrape_configs"]}
+    assert [c["targets"][0] for c in jobs["litellm-proxy"]["static_configs"]] == ["litellm-proxy:4000", "10.0.0.11:4000"]
+    assert [(c["targets"][0], c["labels"]) for c in jobs["inference-engine"]["static_configs"]] == [
+        ("10.0.0.21:8001", {"llmops_host": "inference-1", "engine": "inference-engine"}),
+        ("10.0.0.22:8101", {"llmops_host": "inference-2", "engine": "inference-engine"})]
+
+
+def test_fleet_second_gateway_uses_the_shared_redis():
+    plan = ok_plan("gateway-2", fleet(), FLEET_GROUPS)
+    assert plan["gateway"]["runs_redis"] is False
+    assert plan["gateway"]["redis"] == {"host": "10.0.0.10", "port": 6379}
+    assert "redis-cache" not in plan["services"]
+    assert plan["secrets"]["litellm-proxy"]["REDIS_PASSWORD"] == ["gateway-1", "gateway_redis_password"]
+
+
+def test_fleet_engine_is_published_for_the_gateways_only():
+    plan = ok_plan("inference-2", fleet(), FLEET_GROUPS)
+    assert plan["roles"] == ["inference_engine"]
+    assert plan["services"]["inference-engine"]["ports"] == ["10.0.0.22:8101:8101"]
+    assert plan["firewall"]["engine"] == [{"port": 8101, "address": "10.0.0.22", "sources": ["10.0.0.10", "10.0.0.11"],
+                                           "what": "inference-engine"}]
+    assert plan["firewall_enabled"] is True
+    assert plan["first_gateway"] == "gateway-1"
+    assert plan["secrets"] == {"engine": {"VLLM_API_KEY": ["inference-2", "inference_engine_api_key"]}}
+
+
+def test_fleet_engine_address_must_be_an_ip():
+    hostvars = fleet()
+    del hostvars["inference-2"]["gpu_stack_address"]
+    _p, problems = plan_of("inference-2", hostvars, FLEET_GROUPS)
+    assert problems == ['inference-2: gpu_stack_address = "gpu2.internal": expected this host\'s IP address on the network between '
+                        "gateways and engines (the engines are published there for the gateways; found from ansible_host (a name))"]
+
+
+def test_fleet_inference_host_without_gateways():
+    _p, problems = plan_of("inference-1", fleet(), {"inference_hosts": ["inference-1"]})
+    assert any("gpu_stack_gateway_group" in p and "nothing would route" in p for p in problems)
+
+
+def test_own_scope_wins_over_hostvars():
+    plan = ok_plan("gpu-stack-1", single(), ALL_IN_ONE, own={"inference_engine_port": 8005})
+    assert plan["engines"][0]["port"] == 8005
+
+
+def test_compose_project_renders_as_yaml():
+    plan = ok_plan("gpu-stack-1", single(), ALL_IN_ONE)
+    project = yaml.safe_load(yaml.safe_dump(_plan.compose_project(plan)))
+    assert project["name"] == "llm-stack"
+    assert set(project["services"]) == set(plan["services"])
