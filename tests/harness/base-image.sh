@@ -3,11 +3,18 @@
 # The mirror comes from this machine's own apt sources (tests/harness/apt_mirror.py).
 # The tag holds a hash of this script, so an unchanged recipe is built once and then reused.
 # Prints the image tag on its last line.
+#   tests/harness/base-image.sh [SUITE]   SUITE: trixie (the default) or bookworm (Debian 12, for  #suite
+#   the vLLM CPU image: its torch CPU wheel is for Python 3.11); also LLMOPS_BASE_SUITE.  #suite
+# Lines ending in "#suite" are that switch: they stay out of the recipe hash, so the trixie tag  #suite
+# (and every test image built on it) is the one this script had before it could build bookworm.  #suite
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 suite=trixie
+suite=${1:-${LLMOPS_BASE_SUITE:-$suite}}  #suite
+case "$suite" in trixie|bookworm) ;; *) echo "base-image: unknown suite '$suite' (trixie or bookworm)" >&2; exit 2 ;; esac  #suite
 packages=python3,python3-apt,sudo,systemd,systemd-sysv,dbus,ca-certificates,iproute2,procps,gnupg,curl,less,iptables
 recipe_hash=$( (cat "$0"; echo "$packages") | sha256sum | cut -c1-12)
+recipe_hash=$( (grep -v '  #suite$' "$0"; echo "$packages") | sha256sum | cut -c1-12)  #suite
 tag=${LLMOPS_BASE_IMAGE_REPO:-llmops-harness/debian}:${suite}-${recipe_hash}
 
 if docker image inspect "$tag" >/dev/null 2>&1; then
