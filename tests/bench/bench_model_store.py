@@ -1,17 +1,18 @@
-"""Benchmark of the model_store download helper against the stand-in ModelScope hub on loopback.
+"""Benchmark of the model_store download module against the stand-in ModelScope hub on loopback.
 
   python3 tests/bench/bench_model_store.py [--large-size-mb 300] [--runs 3] [--workers 4]
                                            [--interrupt-rate-mbps 800] [--venv PATH]
 
-1. Throughput: roles/model_store/files/llmops_model_sync.py (the pinned modelscope client in its
-   virtualenv, plus listing, SHA-256 verification and the manifest) against a plain parallel HTTP
-   fetch of the same files from the same hub: N threads of urllib with 16 MiB Range chunks written
-   at their offsets, no verification (goal: helper >= 90 % of the plain fetch). Both run as their
-   own Python process and are timed from start to exit, so both pay interpreter start-up; the helper
-   also pays for importing the client (~0.2 s here), which only small models notice. Also the helper with
-   the client's own ranged parallel streams (MODELSCOPE_DOWNLOAD_PARALLEL_WORKERS=N), for reference.
+1. Throughput: plugins/modules/model_sync.py, run with the virtualenv's Python as the role runs it
+   (its main() in-process: the pinned modelscope client plus listing, SHA-256 verification and the
+   manifest), against a plain parallel HTTP fetch of the same files from the same hub: N threads of
+   urllib with 16 MiB Range chunks written at their offsets, no verification (goal: the module >= 90 %
+   of the plain fetch). Both run as their own Python process and are timed from start to exit, so
+   both pay interpreter start-up; the module also pays for importing ansible's module_utils and the
+   client (about 1 s here), which only small models notice. Also the module with the client's own
+   ranged parallel streams (MODELSCOPE_DOWNLOAD_PARALLEL_WORKERS=N), for reference.
    Each is run --runs times into a fresh directory; the table shows the median.
-2. Resume: the hub throttled to --interrupt-rate-mbps, the helper killed (SIGKILL) at half the
+2. Resume: the hub throttled to --interrupt-rate-mbps, the module killed (SIGKILL) at half the
    model, then run again; "fetched twice" is what both runs fetched together minus the model's size
    (goal: <= 5 % of the total).
 The virtualenv comes from $LLMOPS_MODELSCOPE_VENV, --venv or tests/harness/modelscope_venv.sh.
@@ -39,7 +40,18 @@ from urllib.parse import quote
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HUB = ROOT / "tests" / "fixtures" / "modelscope_hub" / "standin_hub.py"
-HELPER = ROOT / "roles" / "model_store" / "files" / "llmops_model_sync.py"
+COLLECTIONS = ROOT / "collections"
+# plugins/modules/model_sync.py's main() with the virtualenv's Python: its packages first, ansible-core after them.
+RUNNER = """\
+import json, sys
+collections, site, args = sys.argv[1:4]
+sys.path.insert(0, collections)
+sys.path.append(site)
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.llmops.gpu_stack.plugins.modules import model_sync
+with patch_module_args(json.loads(args)):
+    model_sync.main()
+"""
 VENV_SH = ROOT / "tests" / "harness" / "modelscope_venv.sh"
 REPO = "Qwen/Qwen3-8B"
 MIB = 1024 * 1024
@@ -94,13 +106,20 @@ def run_plain(hub, target, threads):
     return time.monotonic() - start
 
 
+def module_command(venv, hub, target, workers):
+    import ansible  # noqa: PLC0415 - only to find ansible-core for the module's runner
+
+    site = pathlib.Path(ansible.__file__).resolve().parents[1]
+    return [str(venv / "bin" / "python"), "-c", RUNNER, str(COLLECTIONS), str(site), spec(hub, target, workers)]
+
+
 def run_helper(venv, hub, target, workers, env=None):
     start = time.monotonic()
-    out = subprocess.run([str(venv / "bin" / "python"), str(HELPER), "sync", "--spec", spec(hub, target, workers)],
+    out = subprocess.run(module_command(venv, hub, target, workers),
                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=3600, check=False)
     elapsed = time.monotonic() - start
     if out.returncode != 0:
-        raise RuntimeError(f"helper failed: {out.stdout}\n{out.stderr[-2000:]}")
+        raise RuntimeError(f"model_sync failed: {out.stdout}\n{out.stderr[-2000:]}")
     return elapsed
 
 
@@ -145,7 +164,7 @@ def plain_fetch(hub, files, target, threads):
 
 
 def interrupt_and_resume(venv, hub, target, total, workers):
-    proc = subprocess.Popen([str(venv / "bin" / "python"), str(HELPER), "sync", "--spec", spec(hub, target, workers)],
+    proc = subprocess.Popen(module_command(venv, hub, target, workers),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while hub.served() < total // 2:
@@ -210,8 +229,8 @@ def main():
 
         plain = statistics.median(times["plain"])
         for name, label in (("plain", f"plain fetch: urllib, {args.workers} threads, 16 MiB Range chunks"),
-                            ("helper", "llmops_model_sync.py (client defaults: one stream per file; + SHA-256 check, manifest)"),
-                            ("helper_ranged", f"llmops_model_sync.py, MODELSCOPE_DOWNLOAD_PARALLEL_WORKERS={args.workers}")):
+                            ("helper", "model_sync module (client defaults: one stream per file; + SHA-256 check, manifest)"),
+                            ("helper_ranged", f"model_sync module, MODELSCOPE_DOWNLOAD_PARALLEL_WORKERS={args.workers}")):
             median = statistics.median(times[name])
             rows.append((label, f"{median:.2f} s", f"{rate(median):.0f} MiB/s", f"{100 * plain / median:.0f} %",
                          ", ".join(f"{t:.2f}" for t in times[name])))

@@ -3,8 +3,9 @@
 The models came from the stand-in ModelScope hub that prepare_model_hub.yml runs on the instance's
 loopback (tests/fixtures/modelscope_hub: generated files, no real model). Paths, owners and models
 are read from the inventory (host.ansible.get_variables(): group_vars plus the host_vars override
-of model_store_models_root); with another backend, MODEL_STORE_TEST_VARS (a JSON object) or the
-role's defaults are used.
+of gpu_stack_models_root); with another backend, MODEL_STORE_TEST_VARS (a JSON object) or the
+role's defaults are used. The stack folders (config/, data/, logs/) belong to the stack roles since 0.2.0
+and are checked with them; model_store owns the models root and the model directories.
 """
 
 import json
@@ -14,20 +15,14 @@ import shlex
 import pytest
 
 DEFAULTS = {
-    "model_store_models_root": "/Models/Pretrained_Models",
-    "model_store_stack_root": "/opt/llm-stack",
+    "gpu_stack_models_root": "/Models/Pretrained_Models",
     "model_store_owner": "root",
     "model_store_group": "root",
-    "model_store_prometheus_uid": 65534,
-    "model_store_prometheus_gid": 65534,
     "model_store_venv": "/opt/llmops/modelscope-venv",
     "model_store_modelscope_version": "1.40.2",
     "model_store_modelscope_hub_version": "0.5.1",
-    "model_store_models": [{"alias": "qwen3-8b", "source": "modelscope", "repo_id": "Qwen/Qwen3-8B", "revision": "master"}],
+    "gpu_stack_models": [{"alias": "qwen3-8b", "source": "modelscope", "repo_id": "Qwen/Qwen3-8B", "revision": "master"}],
 }
-STACK_DIRS = ("", "config", "data", "data/litellm", "data/vllm", "data/redis", "data/prometheus",
-              "logs", "logs/litellm", "logs/vllm", "logs/redis", "logs/prometheus")
-LOG_FILES = ("logs/litellm/litellm.log", "logs/vllm/vllm.log")
 
 
 @pytest.fixture(scope="module")
@@ -47,39 +42,20 @@ def group_of(host, name):
 
 
 def target_of(cfg, model):
-    root = cfg["model_store_models_root"].rstrip("/")
+    root = cfg["gpu_stack_models_root"].rstrip("/")
     return model.get("target_dir") or f"{root}/{model['repo_id'].split('/')[-1]}"
 
 
-@pytest.mark.parametrize("sub", STACK_DIRS)
-def test_stack_folder(host, cfg, sub):
-    folder = host.file(f"{cfg['model_store_stack_root'].rstrip('/')}/{sub}".rstrip("/"))
-    assert folder.is_directory
-    assert folder.mode == 0o755
-    if sub == "data/prometheus":
-        assert folder.uid == int(cfg["model_store_prometheus_uid"])
-        assert folder.gid == int(cfg["model_store_prometheus_gid"])
-    elif sub != "data/redis":  # the Redis image hands data/redis to its own user
-        assert str(folder.uid) == user_of(host, cfg["model_store_owner"])
-        assert str(folder.gid) == group_of(host, cfg["model_store_group"])
-
-
-@pytest.mark.parametrize("name", LOG_FILES)
-def test_log_file(host, cfg, name):
-    log = host.file(f"{cfg['model_store_stack_root'].rstrip('/')}/{name}")
-    assert log.is_file
-    assert log.mode == 0o644
-
-
 def test_models_root(host, cfg):
-    root = host.file(cfg["model_store_models_root"])
+    root = host.file(cfg["gpu_stack_models_root"])
     assert root.is_directory
     assert root.mode == 0o755
     assert str(root.uid) == user_of(host, cfg["model_store_owner"])
+    assert str(root.gid) == group_of(host, cfg["model_store_group"])
 
 
 def test_models_are_complete(host, cfg):
-    for model in cfg["model_store_models"]:
+    for model in cfg["gpu_stack_models"]:
         target = target_of(cfg, model)
         manifest_file = host.file(f"{target}/.llmops-manifest.json")
         assert manifest_file.is_file, f"{model['alias']}: no manifest in {target}"
@@ -103,10 +79,10 @@ def test_models_are_complete(host, cfg):
 
 
 def test_models_land_under_the_host_override(host, cfg):
-    """host_vars override model_store_models_root (the lead sets /srv/models for gpu-stack-1)."""
-    root = cfg["model_store_models_root"].rstrip("/")
-    default_root = DEFAULTS["model_store_models_root"]
-    for model in cfg["model_store_models"]:
+    """host_vars override gpu_stack_models_root (the lead sets /srv/models for gpu-stack-1)."""
+    root = cfg["gpu_stack_models_root"].rstrip("/")
+    default_root = DEFAULTS["gpu_stack_models_root"]
+    for model in cfg["gpu_stack_models"]:
         if not model.get("target_dir"):
             assert target_of(cfg, model).startswith(root + "/")
             assert host.file(target_of(cfg, model)).is_directory
@@ -116,14 +92,13 @@ def test_models_land_under_the_host_override(host, cfg):
 
 
 def test_client_virtualenv_is_pinned(host, cfg):
-    if not any(model.get("source", "modelscope") == "modelscope" for model in cfg["model_store_models"]):
+    if not any(model.get("source", "modelscope") == "modelscope" for model in cfg["gpu_stack_models"]):
         pytest.skip("no modelscope model")
     python = f"{cfg['model_store_venv']}/bin/python"
     versions = json.loads(host.check_output(
         "%s -c %s", python,
         'import importlib.metadata as m, json; print(json.dumps([m.version("modelscope"), m.version("modelscope-hub")]))'))
     assert versions == [cfg["model_store_modelscope_version"], cfg["model_store_modelscope_hub_version"]]
-    assert host.file(f"{cfg['model_store_venv']}/llmops_model_sync.py").is_file
 
 
 def test_standin_hub_saw_only_known_paths(host):
