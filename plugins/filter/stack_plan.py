@@ -13,7 +13,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _plan
 
 
-def stack_plan_filter(hostvars, host, groups, own=None, gpu_info=None, model_configs=None, strict=True):
+def stack_plan_filter(hostvars, host, groups, *, own=None, gpu_info=None, model_configs=None, strict=True):
     """The plan of ``host``; with strict (the default) every problem of its inputs fails the filter."""
     try:
         plan, problems = _plan.stack_plan(host, hostvars, groups, own=own, gpu_info=gpu_info, model_configs=model_configs)

@@ -321,9 +321,11 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
         plan["secrets"]["moderation-engine"] = {"VLLM_API_KEY": [host, "moderation_api_key"]}
 
     if place.is_gateway:
-        plan["gateway"] = _gateway_part(fleet, settings, place, host, problems, plan, add, images, root, guard, publish, engines)
+        plan["gateway"] = _gateway_part(fleet, settings, place, host, problems=problems, plan=plan, add=add, images=images,
+                                        root=root, guard=guard, publish=publish, own_engines=engines)
     if monitoring:
-        plan["monitoring"] = _monitoring_part(fleet, settings, place, host, problems, plan, add, images, root, guard)
+        plan["monitoring"] = _monitoring_part(fleet, settings, place, host, problems=problems, plan=plan, add=add, images=images,
+                                              root=root, guard=guard)
 
     plan["uses_gpus"] = accelerator == "gpu" and bool(engines or guard)
     plan["models"] = sorted({e["alias"] for e in engines} | ({guard["alias"]} if guard else set()))
@@ -362,7 +364,7 @@ def _check_engine_settings(settings, problems, accelerator, engines):
         problems.check(name, settings.get(name), _rules.positive_int)
 
 
-def _gateway_part(fleet, settings, place, host, problems, plan, add, images, root, guard, publish, own_engines):
+def _gateway_part(fleet, settings, place, host, *, problems, plan, add, images, root, guard, publish, own_engines):
     for name in ("gateway_port",):
         problems.check(name, settings.get(name), _rules.port)
     for name in ("gateway_num_workers", "gateway_timeout", "gateway_cache_ttl"):
@@ -478,7 +480,7 @@ def _gateway_part(fleet, settings, place, host, problems, plan, add, images, roo
     }
 
 
-def _monitoring_part(fleet, settings, place, host, problems, plan, add, images, root, guard):
+def _monitoring_part(fleet, settings, place, host, *, problems, plan, add, images, root, guard):
     problems.check("monitoring_port", settings.get("monitoring_port"), _rules.port)
     problems.check("monitoring_bind_address", settings.get("monitoring_bind_address"), _rules.ip_address)
     problems.check("monitoring_retention", settings.get("monitoring_retention"), _rules.prometheus_duration)

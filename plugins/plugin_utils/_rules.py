@@ -12,6 +12,7 @@ the validation report puts after the variable's name and the value given.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 # Image reference: [registry[:port]/]path[:tag][@sha256:<64 hex>] (the distribution reference grammar, simplified).
@@ -125,8 +126,6 @@ def absolute_path(value):
 
 
 def ip_address(value):
-    import ipaddress
-
     try:
         ipaddress.ip_address(str(value))
     except ValueError:
@@ -135,8 +134,6 @@ def ip_address(value):
 
 
 def ipv4_source(value):
-    import ipaddress
-
     try:
         ipaddress.IPv4Network(str(value), strict=False)
     except ValueError:

@@ -28,6 +28,12 @@ import re
 from collections.abc import Mapping
 
 import yaml
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+try:  # ansible-core 2.19's data tags: where a value came from
+    from ansible._internal._datatag._tags import Origin
+except ImportError:  # other cores: no origin, no harm
+    Origin = None
 
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _rules
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._plan import stack_plan
@@ -91,11 +97,8 @@ def known_variables() -> set:
 def _strip_spec(options):
     """An argument spec ArgumentSpecValidator takes (no defaults: only given values are checked)."""
     out = {}
-    for name, spec in options.items():
-        spec = dict(spec)
-        spec.pop("description", None)
-        spec.pop("default", None)
-        spec.pop("version_added", None)
+    for name, given in options.items():
+        spec = {k: v for k, v in given.items() if k not in ("description", "default", "version_added")}
         if "options" in spec:
             spec["options"] = _strip_spec(spec["options"])
         out[name] = spec
@@ -104,8 +107,6 @@ def _strip_spec(options):
 
 def spec_problems(role: str, given: Mapping) -> Problems:
     """Problems of the values ``given`` (name -> value) against the role's main argument spec."""
-    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-
     problems = Problems()
     options = role_specs(role).get("main") or {}
     params = {name: given[name] for name in options if name in given}
@@ -134,10 +135,8 @@ def origin(raw_value) -> str:
         if match:
             return "environment variable %s" % match.group(1)
     try:
-        from ansible._internal._datatag._tags import Origin  # ansible-core 2.19's data tags
-
-        tag = Origin.get_tag(raw_value)
-    except Exception:  # noqa: BLE001 - older or newer cores: no origin, no harm
+        tag = Origin.get_tag(raw_value) if Origin is not None else None
+    except Exception:  # noqa: BLE001 - no origin, no harm
         tag = None
     if tag is not None and getattr(tag, "path", None):
         return "%s:%s" % (tag.path, tag.line_num) if getattr(tag, "line_num", None) else str(tag.path)

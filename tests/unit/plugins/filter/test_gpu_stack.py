@@ -25,7 +25,7 @@ GPU_INFO = {"gpu_count": 2, "gpus": [{"index": 0, "memory_total_mib": 81559}, {"
 
 
 def test_both_filters_are_exported():
-    assert set(FILTERS) == {"tensor_parallel_size", "model_fits"}
+    assert set(FILTERS) == {"tensor_parallel_size", "model_fits", "kv_bytes_per_token"}
 
 
 def test_tensor_parallel_size_filter():

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import yaml
-
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _plan, _settings
 
 KEY = "engine-key-0123456789"
@@ -39,7 +38,7 @@ def test_plan_roles_defaults_are_literal_values():
     """The plan reads other hosts' defaults from the files: they may hold no Jinja."""
     for role in _settings.PLAN_ROLES:
         for name, value in _settings.role_defaults(role).items():
-            assert "{{" not in json.dumps(value), "%s: %s is templated" % (role, name)
+            assert "{{" not in json.dumps(value), f"{role}: {name} is templated"
 
 
 # ------------------------------------------------------------------------------------ one host
