@@ -1,8 +1,8 @@
-"""nvidia_container_toolkit on the molecule instance (pytest-testinfra `host` fixture).
+"""nvidia_container_toolkit and docker_engine on the molecule instance (pytest-testinfra `host` fixture).
 
 The instance has no GPU: the role installed the signed stand-in repository served on its loopback
 (prepare_nvidia_repo.yml, tests/fixtures/nvidia_apt_repo: NOT NVIDIA software). prepare.yml seeded
-/etc/docker/daemon.json with foreign keys that the role's merge must keep.
+/etc/docker/daemon.json with foreign keys that the roles' merge must keep.
 """
 
 import json
@@ -10,9 +10,9 @@ import json
 import pytest
 
 PACKAGES = ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools", "libnvidia-container1")
-VERSION = "1.18.0-1"
-KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
-SOURCE = "/etc/apt/sources.list.d/nvidia-container-toolkit.list"
+VERSION = "1.18.2-1"
+KEY = "/etc/apt/keyrings/nvidia-container-toolkit.asc"
+SOURCE = "/etc/apt/sources.list.d/nvidia-container-toolkit.sources"
 DAEMON_JSON = "/etc/docker/daemon.json"
 # What the lead's prepare seeds: the role must keep all of it.
 FOREIGN = {
@@ -42,18 +42,18 @@ def test_held_packages_do_not_move_on_upgrade(host):
     assert not any(f"Inst {name} " in simulated for name in PACKAGES), simulated
 
 
-def test_keyring_and_signed_by_source(host):
-    keyring = host.file(KEYRING)
-    assert keyring.is_file and keyring.mode == 0o644
-    # Dearmored: binary OpenPGP, not the armored text.
-    assert b"BEGIN PGP" not in keyring.content
-    source = host.file(SOURCE).content_string
-    lines = [line for line in source.splitlines() if line.startswith("deb ")]
-    assert len(lines) == 1
-    assert lines[0].startswith(f"deb [signed-by={KEYRING}] ")
-    assert lines[0].endswith(" /"), "a flat repository"
-    for legacy in ("nvidia-docker.list", "nvidia-container-runtime.list", "libnvidia-container.list"):
+def test_key_and_signed_by_deb822_source(host):
+    key = host.file(KEY)
+    assert key.is_file and key.mode == 0o644
+    assert key.content_string.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    fields = dict(line.split(": ", 1) for line in host.file(SOURCE).content_string.splitlines() if ": " in line)
+    assert fields["Types"] == "deb"
+    assert fields["Suites"] == "/", "a flat repository"
+    assert fields["Signed-By"] == KEY
+    assert fields["URIs"].endswith("/$(ARCH)")
+    for legacy in ("nvidia-container-toolkit.list", "nvidia-docker.list", "nvidia-container-runtime.list", "libnvidia-container.list"):
         assert not host.file(f"/etc/apt/sources.list.d/{legacy}").exists
+    assert not host.file("/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg").exists
 
 
 def test_daemon_json_has_the_nvidia_runtime(daemon_json):
@@ -62,9 +62,10 @@ def test_daemon_json_has_the_nvidia_runtime(daemon_json):
 
 
 def test_daemon_json_memlock(daemon_json, inventory):
-    # The role's -1/-1, unless the scenario overrides it (the instance lacks CAP_SYS_RESOURCE).
-    extra = inventory.get("nvidia_container_toolkit_daemon_json_extra") or {}
-    expected = (extra.get("default-ulimits") or {}).get("memlock") or {"Name": "memlock", "Hard": -1, "Soft": -1}
+    # The toolkit's -1/-1, unless the site's settings (docker_engine_daemon_options) give another limit:
+    # they win (the instance lacks CAP_SYS_RESOURCE, so the scenario sets a low one).
+    site = inventory.get("docker_engine_daemon_options") or {}
+    expected = (site.get("default-ulimits") or {}).get("memlock") or {"Name": "memlock", "Hard": -1, "Soft": -1}
     assert daemon_json["default-ulimits"]["memlock"] == expected
 
 
@@ -84,6 +85,10 @@ def test_docker_runs_with_the_nvidia_default_runtime(host):
 
 def test_compose_v2_present(host):
     assert host.run("docker compose version").rc == 0
+
+
+def test_python_requests_for_community_docker(host):
+    assert host.package("python3-requests").is_installed
 
 
 def test_a_container_starts_through_the_nvidia_runtime(host):
