@@ -300,11 +300,12 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
         plan["images"][name] = with_registry(image, registry)
 
     for engine in engines:
+        engine["start_period"] = _start_period(settings.get("inference_engine_health_start_period"), accelerator)
         add("inference_engine", engine["name"], _services.vllm_service(
             engine, image=images["engine"], accelerator=accelerator, root=root,
             env_file=root + "/secrets/engine.env", shm_size=settings.get("inference_engine_shm_size"),
             ipc_host=bool(settings.get("inference_engine_ipc_host")), cpu_kvcache_space=settings.get("inference_engine_cpu_kvcache_space"),
-            health_start_period=_int(settings.get("inference_engine_health_start_period"), 900), logging_config=True,
+            health_start_period=_start_period(settings.get("inference_engine_health_start_period"), accelerator), logging_config=True,
             ports=engine_ports[engine["name"]]), images["engine"])
     if engines:
         plan["secrets"]["engine"] = {"VLLM_API_KEY": [host, "inference_engine_api_key"]}
@@ -328,6 +329,11 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
                                               root=root, guard=guard)
 
     plan["uses_gpus"] = accelerator == "gpu" and bool(engines or guard)
+    toolkit = settings.get("nvidia_container_toolkit_enabled")
+    if toolkit not in ("auto", True, False, "true", "false"):
+        problems.add("nvidia_container_toolkit_enabled", toolkit, "auto, true or false")
+    if toolkit in (True, "true") or (toolkit == "auto" and plan["uses_gpus"]):
+        plan["roles"].insert(0, "nvidia_container_toolkit")
     plan["models"] = sorted({e["alias"] for e in engines} | ({guard["alias"]} if guard else set()))
     plan["model_dirs"] = {alias: entries[alias]["target_dir"] for alias in plan["models"] if alias in entries}
     if settings.get("gpu_stack_firewall"):
@@ -346,10 +352,21 @@ def _int(value, default):
     return int(value) if _rules.is_int(value) else default
 
 
+# Healthcheck start periods of "auto" (seconds): GPUs load large weights and capture CUDA graphs;
+# the CPU profile's small models answered after 74-291 s on 2 busy cores (docs/engine-cpu.md).
+START_PERIOD = {"gpu": 900, "cpu": 300}
+
+
+def _start_period(value, accelerator):
+    return START_PERIOD.get(accelerator, 900) if value in (None, "", "auto") else _int(value, 900)
+
+
 def _check_engine_settings(settings, problems, accelerator, engines):
     if not engines:
         return
-    problems.check("inference_engine_health_start_period", settings.get("inference_engine_health_start_period"), _rules.non_negative_int)
+    start = settings.get("inference_engine_health_start_period")
+    if start != "auto":
+        problems.check("inference_engine_health_start_period", start, _rules.non_negative_int)
     problems.check("inference_engine_shm_size", settings.get("inference_engine_shm_size"), _rules.docker_size)
     if accelerator == "cpu":
         if _rules.docker_size(settings.get("inference_engine_shm_size")) is None and \

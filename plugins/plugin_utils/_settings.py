@@ -30,6 +30,7 @@ PLAN_ROLES = {
     "gateway": "gateway_",
     "monitoring": "monitoring_",
     "moderation": "moderation_",
+    "nvidia_container_toolkit": "nvidia_container_toolkit_",
 }
 # Secrets of those roles: they have no default; the plan never copies their values.
 SECRETS = ("inference_engine_api_key", "gateway_master_key", "gateway_redis_password", "moderation_api_key")

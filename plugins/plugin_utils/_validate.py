@@ -59,12 +59,11 @@ VALUE_RULES = {
     "model_store_progress_interval": _rules.positive_int,
     "model_store_download_workers": _rules.positive_int,
     "docker_engine_wait_timeout": _rules.positive_int,
-    "nvidia_container_toolkit_docker_wait_timeout": _rules.positive_int,
 }
 # What each playbook uses: the roles whose specs are checked (plus those the plan gives a host).
 PURPOSES = {
-    "deploy": ("_common", "docker_engine", "nvidia_container_toolkit", "model_store"),
-    "rolling_update": ("_common", "docker_engine", "nvidia_container_toolkit", "model_store"),
+    "deploy": ("_common", "docker_engine", "model_store"),
+    "rolling_update": ("_common", "docker_engine", "model_store"),
     "verify": ("_common",),
     "teardown": ("_common",),
 }

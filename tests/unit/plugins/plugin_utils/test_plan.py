@@ -44,7 +44,7 @@ def test_plan_roles_defaults_are_literal_values():
 # ------------------------------------------------------------------------------------ one host
 def test_single_gpu_host_runs_everything_with_the_seed_names():
     plan = ok_plan("gpu-stack-1", single(), ALL_IN_ONE)
-    assert plan["roles"] == ["inference_engine", "gateway", "monitoring"]
+    assert plan["roles"] == ["nvidia_container_toolkit", "inference_engine", "gateway", "monitoring"]
     assert sorted(plan["services"]) == ["inference-engine", "litellm-proxy", "prometheus", "redis-cache"]
     engine = plan["services"]["inference-engine"]
     assert engine["image"] == "vllm/vllm-openai:v0.32.0"
@@ -266,7 +266,7 @@ def test_fleet_second_gateway_uses_the_shared_redis():
 
 def test_fleet_engine_is_published_for_the_gateways_only():
     plan = ok_plan("inference-2", fleet(), FLEET_GROUPS)
-    assert plan["roles"] == ["inference_engine"]
+    assert plan["roles"] == ["nvidia_container_toolkit", "inference_engine"]
     assert plan["services"]["inference-engine"]["ports"] == ["10.0.0.22:8101:8101"]
     assert plan["firewall"]["engine"] == [{"port": 8101, "address": "10.0.0.22", "sources": ["10.0.0.10", "10.0.0.11"],
                                            "what": "inference-engine"}]
