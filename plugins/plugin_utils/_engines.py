@@ -186,6 +186,8 @@ def host_engines(settings, entries: Mapping, *, accelerator: str, host: str, gpu
             if port in ports:
                 problems.add(entry.var("port"), entry["port"], "a port of its own (%s uses %d)" % (ports[port], port))
             ports.setdefault(port, entry["name"])
+        else:
+            port = 0  # refused by _check above; a plan with problems is never rendered
         model = entries.get(entry["model"])
         engine = {
             "index": index,

@@ -295,9 +295,10 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
     def add(role, name, service, image):
         if role not in plan["roles"]:
             plan["roles"].append(role)
-        plan["services"][name] = _services.escape(service)
-        plan["service_roles"][name] = role
+        # compose.yaml runs the image the roles pull or load: the one from gpu_stack_registry.
         plan["images"][name] = with_registry(image, registry)
+        plan["services"][name] = _services.escape(dict(service, image=plan["images"][name]))
+        plan["service_roles"][name] = role
 
     for engine in engines:
         engine["start_period"] = _start_period(settings.get("inference_engine_health_start_period"), accelerator)
@@ -337,7 +338,15 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
     plan["models"] = sorted({e["alias"] for e in engines} | ({guard["alias"]} if guard else set()))
     plan["model_dirs"] = {alias: entries[alias]["target_dir"] for alias in plan["models"] if alias in entries}
     if settings.get("gpu_stack_firewall"):
+        refused = set()
         for entry in firewall["engine"] + firewall["redis"]:
+            # iptables-restore refuses an IPv6 destination in the IPv4 rules (the unit would fail at start).
+            if is_ip(entry["address"]) and _rules.ipv4_source(entry["address"]) and entry["address"] not in refused:
+                refused.add(entry["address"])
+                problems.add("inference_engine_bind_address" if entry in firewall["engine"] and settings.get("inference_engine_bind_address")
+                             else "gpu_stack_address", entry["address"],
+                             "an IPv4 address while gpu_stack_firewall is on (it manages IPv4 only; switch it off where a "
+                             "firewall of the site guards %s)" % entry["what"])
             for source in entry["sources"]:
                 if _rules.ipv4_source(source):
                     problems.add("inference_engine_allowed_sources" if entry in firewall["engine"] else "gpu_stack_address",

@@ -205,6 +205,9 @@ def validate(hosts, hostvars, groups, *, purpose="deploy", gather_warnings=True)
         plans[host] = plan
         if plan and purpose != "teardown":
             roles += [r for r in plan["roles"] if r not in roles]
+        elif plan is None and purpose != "teardown":
+            # No plan to say which roles the host runs: every stack role's spec names what it can.
+            roles += [r for r in ("inference_engine", "gateway", "monitoring", "moderation") if r not in roles]
         for role in roles:
             found.extend(spec_problems(role, given))
         for name, rule in VALUE_RULES.items():

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import pytest
 import yaml
-from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _plan, _settings
+from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _plan, _settings, _topology
 
 KEY = "engine-key-0123456789"
 MASTER = "sk-master-0123456789"
@@ -298,3 +299,154 @@ def test_compose_project_renders_as_yaml():
     project = yaml.safe_load(yaml.safe_dump(_plan.compose_project(plan)))
     assert project["name"] == "llm-stack"
     assert set(project["services"]) == set(plan["services"])
+
+
+def test_the_registry_prefix_reaches_compose_yaml():
+    """compose.yaml runs the images the roles pull (or load) from gpu_stack_registry."""
+    plan = ok_plan("gpu-stack-1", single(gpu_stack_registry="registry.internal:5000"), ALL_IN_ONE)
+    assert {name: service["image"] for name, service in plan["services"].items()} == plan["images"]
+    assert plan["services"]["inference-engine"]["image"] == "registry.internal:5000/vllm/vllm-openai:v0.32.0"
+
+
+# ------------------------------------------------------------------------------------ the sample fleet inventory
+# (was tests/unit/plugins/filter/test_topology.py): fleet_inventory/ mixes what real host_vars do:
+# two gateways (gw-1 also runs an engine), hosts with another alias, another port, an address other
+# than ansible_host, a key of their own, a context length of their own.
+INVENTORY = pathlib.Path(__file__).with_name("fleet_inventory")
+SAMPLE_GROUPS = {"gateway_hosts": ["gw-1", "gw-2"], "inference_hosts": ["gw-1", "gpu-a", "gpu-b", "gpu-c"]}
+SHARED_KEY = "test-shared-engine-key"
+
+
+def load_fleet():
+    """hostvars of the sample inventory as Ansible merges them (all < host entry < host_vars)."""
+    tree = yaml.safe_load((INVENTORY / "hosts.yml").read_text(encoding="utf-8"))
+    group_all = yaml.safe_load((INVENTORY / "group_vars" / "all.yml").read_text(encoding="utf-8"))
+    hostvars = {}
+    for group in tree["all"]["children"].values():
+        for host, entry in group["hosts"].items():
+            hostvars.setdefault(host, dict(group_all)).update(entry or {})
+    for path in (INVENTORY / "host_vars").glob("*.yml"):
+        hostvars[path.stem].update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    return hostvars
+
+
+def by_id(model_list):
+    return {entry["model_info"]["id"]: entry for entry in model_list}
+
+
+def test_sample_fleet_model_list_seen_by_gw_2():
+    models = ok_plan("gw-2", load_fleet(), SAMPLE_GROUPS)["gateway"]["model_list"]
+    # one deployment per engine, grouped by alias (qwen3-8b first: gw-1 serves it first)
+    assert [(m["model_name"], m["model_info"]["id"]) for m in models] == [
+        ("qwen3-8b", "gw-1/inference-engine"),
+        ("qwen3-8b", "gpu-a/inference-engine"),
+        ("qwen3-8b", "gpu-b/inference-engine"),
+        ("qwen2.5-0.5b", "gpu-c/inference-engine"),
+    ]
+    found = by_id(models)
+    assert found["gw-1/inference-engine"]["litellm_params"] == {
+        "model": "hosted_vllm/qwen3-8b", "api_base": "http://10.0.0.5:8001/v1", "api_key": "os.environ/VLLM_API_KEY"}
+    # gpu_stack_address wins over a non-IP ansible_host; its own port and key; its own context length
+    assert found["gpu-b/inference-engine"]["litellm_params"] == {
+        "model": "hosted_vllm/qwen3-8b", "api_base": "http://10.0.0.12:8002/v1", "api_key": "os.environ/VLLM_API_KEY_GPU_B"}
+    assert found["gpu-b/inference-engine"]["model_info"]["max_input_tokens"] == 16384
+    assert found["gpu-a/inference-engine"]["model_info"] == {
+        "id": "gpu-a/inference-engine", "mode": "chat", "max_input_tokens": 32768, "allowed_fails": 0}
+    # the host's own context length; the model entry's litellm_model_info is merged in
+    assert found["gpu-c/inference-engine"]["model_info"] == {
+        "id": "gpu-c/inference-engine", "mode": "chat", "max_input_tokens": 4096, "supports_function_calling": False}
+    assert found["gpu-c/inference-engine"]["litellm_params"]["api_base"] == "http://10.0.0.13:8001/v1"
+
+
+def test_sample_fleet_gateways_own_engine_is_reached_on_the_stack_network():
+    models = by_id(ok_plan("gw-1", load_fleet(), SAMPLE_GROUPS)["gateway"]["model_list"])
+    assert models["gw-1/inference-engine"]["litellm_params"]["api_base"] == "http://inference-engine:8001/v1"
+    assert models["gpu-a/inference-engine"]["litellm_params"]["api_base"] == "http://10.0.0.11:8001/v1"
+
+
+def test_sample_fleet_allowed_fails_only_where_an_alias_has_several_deployments():
+    models = by_id(ok_plan("gw-1", load_fleet(), SAMPLE_GROUPS)["gateway"]["model_list"])
+    assert {key: value["model_info"].get("allowed_fails") for key, value in models.items()} == {
+        "gw-1/inference-engine": 0, "gpu-a/inference-engine": 0, "gpu-b/inference-engine": 0, "gpu-c/inference-engine": None}
+
+
+def test_role_defaults_apply_to_hosts_that_do_not_set_them():
+    """A gateway knows an engine host's port from the role defaults when that host sets none."""
+    base = dict(SECRETS, gpu_stack_models=[{"alias": "m", "repo_id": "x/m"}], inference_engine_max_model_len="auto")
+    hostvars = {"g": dict(base, ansible_host="10.1.1.9"), "a": dict(base, ansible_host="10.1.1.1"),
+                "b": dict(base, ansible_host="10.1.1.2", inference_engine_port="9000")}
+    models = ok_plan("g", hostvars, {"inference_hosts": ["a", "b"], "gateway_hosts": ["g"]})["gateway"]["model_list"]
+    assert [m["litellm_params"]["api_base"] for m in models] == ["http://10.1.1.1:8001/v1", "http://10.1.1.2:9000/v1"]
+    assert all("max_input_tokens" not in m["model_info"] for m in models)  # "auto": vLLM decides
+
+
+def test_address_falls_back_to_facts_then_names():
+    def address(host_vars):
+        return _topology.host_address(_settings.HostSettings("n", host_vars))
+
+    assert address({"ansible_host": "node.example", "ansible_facts": {"default_ipv4": {"address": "10.9.0.1"}}}) == (
+        "10.9.0.1", "facts (default_ipv4)")
+    assert address({"ansible_host": "node.example", "ansible_default_ipv4": {"address": "10.9.0.2"}})[0] == "10.9.0.2"
+    assert address({"ansible_host": "node.example"}) == ("node.example", "ansible_host (a name)")
+    assert address({}) == ("n", "inventory name")
+    assert address({"ansible_host": "10.9.0.3", "ansible_facts": {"default_ipv4": {"address": "10.9.0.1"}}}) == ("10.9.0.3", "ansible_host")
+    assert address({"gpu_stack_address": " 10.9.0.4 ", "ansible_host": "10.9.0.3"}) == ("10.9.0.4", "gpu_stack_address")
+
+
+def test_ipv6_addresses_are_bracketed_in_urls():
+    base = dict(SECRETS, gpu_stack_firewall=False)
+    hostvars = {"v6": dict(base, gpu_stack_address="fd00::11"), "gw": dict(base, gpu_stack_address="fd00::1")}
+    groups = {"inference_hosts": ["v6"], "gateway_hosts": ["gw"]}
+    plan = ok_plan("gw", hostvars, groups)
+    assert plan["gateway"]["model_list"][0]["litellm_params"]["api_base"] == "http://[fd00::11]:8001/v1"
+    jobs = {j["job_name"]: j for j in plan["monitoring"]["prometheus_config"]["scrape_configs"]}
+    assert jobs["inference-engine"]["static_configs"][0]["targets"] == ["[fd00::11]:8001"]
+
+
+def test_the_firewall_refuses_an_ipv6_address_it_cannot_guard():
+    hostvars = {"v6": dict(SECRETS, gpu_stack_address="fd00::11"), "gw": dict(SECRETS, gpu_stack_address="10.0.0.1")}
+    _p, problems = plan_of("v6", hostvars, {"inference_hosts": ["v6"], "gateway_hosts": ["gw"]})
+    assert problems == ['v6: gpu_stack_address = "fd00::11": expected an IPv4 address while gpu_stack_firewall is on (it manages '
+                        "IPv4 only; switch it off where a firewall of the site guards inference-engine)"]
+
+
+def test_sample_fleet_engine_keys_only_for_hosts_with_their_own():
+    plan = ok_plan("gw-2", load_fleet(), SAMPLE_GROUPS)
+    assert plan["gateway"]["key_envs"] == {"VLLM_API_KEY": "gw-2", "VLLM_API_KEY_GPU_B": "gpu-b"}
+    assert plan["secrets"]["litellm-proxy"]["VLLM_API_KEY_GPU_B"] == ["gpu-b", "inference_engine_api_key"]
+    # a gateway whose own key is gpu-b's: every other host's key gets a variable of its own
+    fleet = load_fleet()
+    fleet["gw-2"]["inference_engine_api_key"] = "test-gpu-b-own-key"
+    plan = ok_plan("gw-2", fleet, SAMPLE_GROUPS)
+    assert plan["gateway"]["key_envs"] == {"VLLM_API_KEY_GW_1": "gw-1", "VLLM_API_KEY_GPU_A": "gpu-a", "VLLM_API_KEY": "gw-2",
+                                           "VLLM_API_KEY_GPU_C": "gpu-c"}
+    assert plan["secrets"]["litellm-proxy"]["VLLM_API_KEY"] == ["gw-2", "inference_engine_api_key"]
+
+
+def test_sample_fleet_gateway_addresses_are_the_firewall_sources():
+    fleet = load_fleet()
+    assert ok_plan("gpu-a", fleet, SAMPLE_GROUPS)["firewall"]["engine"] == [
+        {"port": 8001, "address": "10.0.0.11", "sources": ["10.0.0.5", "10.0.1.6"], "what": "inference-engine"}]
+    gw1 = ok_plan("gw-1", fleet, SAMPLE_GROUPS)["firewall"]
+    assert [entry["sources"] for entry in gw1["engine"] + gw1["redis"]] == [["10.0.1.6"], ["10.0.1.6"]]
+
+
+def test_sample_fleet_plan_is_stable():
+    first = ok_plan("gw-2", load_fleet(), SAMPLE_GROUPS)
+    again = ok_plan("gw-2", load_fleet(), SAMPLE_GROUPS)
+    assert json.dumps(first, sort_keys=True) == json.dumps(again, sort_keys=True)
+
+
+def test_own_scope_wins_over_the_inventory_for_the_gateways_own_engine():
+    """The gateway's own settings as the play sees them (role defaults, play vars) beat hostvars."""
+    own = {"inference_engine_model": "qwen2.5-0.5b", "inference_engine_port": "8005"}
+    models = by_id(ok_plan("gw-1", load_fleet(), SAMPLE_GROUPS, own=own)["gateway"]["model_list"])
+    assert models["gw-1/inference-engine"]["model_name"] == "qwen2.5-0.5b"
+    assert models["gw-1/inference-engine"]["litellm_params"]["api_base"] == "http://inference-engine:8005/v1"
+
+
+def test_other_gateways_are_scraped_at_their_own_port():
+    fleet = load_fleet()
+    fleet["gw-2"]["gateway_port"] = 4400
+    jobs = {j["job_name"]: j for j in ok_plan("gw-1", fleet, SAMPLE_GROUPS)["monitoring"]["prometheus_config"]["scrape_configs"]}
+    assert [c["targets"][0] for c in jobs["litellm-proxy"]["static_configs"]] == ["litellm-proxy:4000", "10.0.1.6:4400"]
