@@ -12,15 +12,15 @@ module: validate_inputs
 short_description: Check every input of every host of a run before anything changes
 version_added: "0.2.0"
 description:
-  - Runs on the controller only, once for the play (C(run_once)): reads the variables and gathered facts of every host
+  - "Runs on the controller only, once for the play (C(run_once)). It reads the variables and gathered facts of every host
     of the play and checks them against the collection's role argument specs (types, element types, choices,
     sub-options), the rules a spec cannot express (port and size ranges, image references, Prometheus durations,
     model aliases, absolute paths, tensor-parallel sizes within the GPUs given, GPU memory shares below 1, aliases that
     exist, a consistent fleet topology, secrets present and long enough, the master key starting with C(sk-)), and the
-    host prerequisites the facts show (OS family and version, systemd).
-  - Fails with one message listing every problem of every host, each naming the variable, the value given (never a
+    host prerequisites the facts show (OS family and version, systemd)."
+  - "Fails with one message listing every problem of every host, each naming the variable, the value given (never a
     secret's), where it came from when the value says so (inventory file and line, or the C(LLMOPS_*) environment
-    variable an inventory reads) and what would be accepted. Changes nothing on any host.
+    variable an inventory reads) and what would be accepted. Changes nothing on any host."
   - Returns the stack plan of each host (what it runs, its Compose services, config, firewall ports), which the
     collection's playbooks set as the fact C(gpu_stack_plan).
 author: llmops.gpu_stack contributors
