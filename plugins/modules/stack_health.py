@@ -209,9 +209,9 @@ seealso:
 EXAMPLES = r"""
 - name: Verify the stack, waiting up to 10 minutes for the engine to load its weights
   llmops.gpu_stack.stack_health:
-    engine_api_key: "{{ llm_stack_engine_api_key }}"
-    gateway_api_key: "{{ llm_stack_litellm_master_key }}"
-    redis_password: "{{ llm_stack_redis_password }}"
+    engine_api_key: "{{ inference_engine_api_key }}"
+    gateway_api_key: "{{ gateway_master_key }}"
+    redis_password: "{{ gateway_redis_password }}"
     expected_models: [qwen3-8b]
     wait_timeout: 600
   register: health
@@ -227,15 +227,15 @@ EXAMPLES = r"""
 - name: Check only Redis and Prometheus, once
   llmops.gpu_stack.stack_health:
     checks: [redis, prometheus]
-    redis_password: "{{ llm_stack_redis_password }}"
+    redis_password: "{{ gateway_redis_password }}"
     expected_jobs: [inference-engine, litellm-proxy, prometheus]
   no_log: true
 
 - name: Check that the moderation guardrail is loaded and blocks an unsafe prompt
   llmops.gpu_stack.stack_health:
     checks: [engine, gateway, moderation]
-    engine_api_key: "{{ llm_stack_engine_api_key }}"
-    gateway_api_key: "{{ llm_stack_litellm_master_key }}"
+    engine_api_key: "{{ inference_engine_api_key }}"
+    gateway_api_key: "{{ gateway_master_key }}"
     expected_models: [qwen3-8b]
     moderation_guardrail: llmops-moderation
     moderation_expect: block
@@ -245,16 +245,16 @@ EXAMPLES = r"""
 - name: Log-only moderation lets flagged prompts through
   llmops.gpu_stack.stack_health:
     checks: [gateway, moderation]
-    gateway_api_key: "{{ llm_stack_litellm_master_key }}"
+    gateway_api_key: "{{ gateway_master_key }}"
     chat_model: qwen3-8b
     moderation_expect: log
   no_log: true
 
 - name: Report without failing the play
   llmops.gpu_stack.stack_health:
-    engine_api_key: "{{ llm_stack_engine_api_key }}"
-    gateway_api_key: "{{ llm_stack_litellm_master_key }}"
-    redis_password: "{{ llm_stack_redis_password }}"
+    engine_api_key: "{{ inference_engine_api_key }}"
+    gateway_api_key: "{{ gateway_master_key }}"
+    redis_password: "{{ gateway_redis_password }}"
     expected_models: [qwen3-8b]
   register: health
   ignore_errors: true
