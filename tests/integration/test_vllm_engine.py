@@ -430,3 +430,21 @@ def test_logging_config_writes_the_log_file(engine, stack):
     log = stack / "logs" / "vllm" / "vllm.log"
     assert log.exists() and log.stat().st_size > 0, "VLLM_LOGGING_CONFIG_PATH's file handler wrote nothing"
     assert "vllm" in log.read_text(encoding="utf-8", errors="replace").lower()
+
+
+def test_gpu_prestart_check_refuses_an_image_without_gpus(image):
+    """The GPU pre-start check (roles/inference_engine/files/gpu_prestart_check.py) in the real vLLM image.
+
+    The GPU path cannot run here: in the CPU build, torch sees no CUDA, which is exactly the case the
+    check must refuse with its reason before an engine waits on its healthcheck. Its other branches
+    (error 803, an old driver, fewer GPUs than the tensor-parallel size) are unit-tested with fakes
+    in tests/unit/roles/test_gpu_prestart_check.py.
+    """
+    script = ROOT / "roles" / "inference_engine" / "files" / "gpu_prestart_check.py"
+    out = run(["docker", "run", "--rm", "--network", "none", "-v", f"{script}:/llmops/gpu_prestart_check.py:ro",
+               "--entrypoint", "python3", image, "/llmops/gpu_prestart_check.py", "--expect", "1"], timeout=300, check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["ok"] is False and result["visible"] == 0
+    assert result["error"] == "no CUDA GPUs are available to the engine (torch.cuda.is_available() is False)"
+    assert "inference_engine_gpus" in result["hint"]
