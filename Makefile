@@ -10,7 +10,7 @@ ARGS ?=
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv deploy test lint sanity units pytest molecule build clean
+.PHONY: venv deploy test lint sanity units pytest molecule build install docs clean
 
 venv: $(VENV)/.installed
 
@@ -43,6 +43,12 @@ molecule: venv
 
 build: venv
 	ansible-galaxy collection build --force --output-path .build
+
+# Installs the built collection into COLLECTIONS_PATH. ansible-galaxy runs from .build/: inside the
+# checkout, ansible.cfg's collections path (the checkout itself) would make it report "Nothing to do".
+COLLECTIONS_PATH ?= $(HOME)/.ansible/collections
+install: build
+	cd .build && ansible-galaxy collection install --force -p "$(COLLECTIONS_PATH)" llmops-gpu_stack-$$(sed -n 's/^version: *//p' ../galaxy.yml).tar.gz
 
 clean:
 	rm -rf .build .cache/harness tests/output
