@@ -1,12 +1,12 @@
-"""Gateway benchmark: the real LiteLLM proxy with llm_stack's rendered defaults vs the seed's config.
+"""Gateway benchmark: the real LiteLLM proxy with the gateway role's rendered defaults vs the seed's config.
 
 Everything runs on loopback: the stand-in engine (tests/fixtures/standin_engine), a real
 redis-server, and the pinned LiteLLM proxy from .cache/litellm-venv (tests/harness/litellm_venv.sh).
 Load comes from wrk (Debian) with a Lua POST script, bounded by --duration.
 
 What "the role's defaults" means here: litellm.yaml AND the litellm-proxy service of compose.yaml
-as tests/integration/playbooks/render_llm_stack.yml renders them with the role's defaults (the same
-playbook tests/integration/test_llm_stack_render.py uses). The bench takes the proxy's CLI flags
+as tests/integration/playbooks/render_stack.yml renders them with the roles' defaults (the same
+playbook tests/integration/test_stack_render.py uses). The bench takes the proxy's CLI flags
 (--num_workers and any other flag the template adds) and its literal environment (LITELLM_LOG, ...)
 from the rendered compose service, and only rewires the addresses to loopback: the deployment's
 api_base to the stand-in engine, Redis to the local redis-server. A role change to either template
@@ -61,10 +61,10 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "harness"
-PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "render_llm_stack.yml"
+PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "render_stack.yml"
 STANDIN = ROOT / "tests" / "fixtures" / "standin_engine" / "standin_engine.py"
 MASTER_KEY = "sk-bench-only-master-key"
-ENGINE_KEY = "bench-only-engine-key"
+ENGINE_KEY = "bench-only-engine-key-0123"
 REDIS_PASSWORD = "bench-only-redis-password"  # noqa: S105 (bench-only value)
 SEED_MASTER_KEY = "sk-your-master-key-here"  # the seed's own example value
 BODY = {"model": "qwen3-8b", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
@@ -113,7 +113,7 @@ UNUSED_PROMETHEUS_METRICS = [
 # variant changes; the REFERENCE ONLY ones drop something the role needs, to size its cost.
 VARIANTS = {
     "prom-trim": {
-        "vars": {"llm_stack_litellm_settings_extra": {"prometheus_exclude_metrics": UNUSED_PROMETHEUS_METRICS}},
+        "vars": {"gateway_litellm_settings": {"prometheus_exclude_metrics": UNUSED_PROMETHEUS_METRICS}},
         "args": [],
         "note": "litellm_settings.prometheus_exclude_metrics: budget/spend/rate-limit metrics (keeps /metrics)",
     },
@@ -123,17 +123,17 @@ VARIANTS = {
         "note": "proxy flag --run_granian (Granian instead of uvicorn; granian is in litellm[proxy])",
     },
     "prom-trim-granian": {
-        "vars": {"llm_stack_litellm_settings_extra": {"prometheus_exclude_metrics": UNUSED_PROMETHEUS_METRICS}},
+        "vars": {"gateway_litellm_settings": {"prometheus_exclude_metrics": UNUSED_PROMETHEUS_METRICS}},
         "args": ["--run_granian"],
         "note": "both of the above",
     },
     "no-prometheus": {
-        "vars": {"llm_stack_litellm_settings_extra": {"callbacks": []}},
+        "vars": {"gateway_litellm_settings": {"callbacks": []}},
         "args": [],
         "note": "REFERENCE ONLY: no prometheus callback (loses the gateway's /metrics)",
     },
     "no-redis": {
-        "vars": {"llm_stack_router_settings_extra": {"redis_host": None, "redis_port": None, "redis_password": None}},
+        "vars": {"gateway_router_settings": {"redis_host": None, "redis_port": None, "redis_password": None}},
         "args": [],
         "note": "REFERENCE ONLY: router state per worker, not in Redis (wrong with several workers/hosts)",
     },
@@ -214,24 +214,24 @@ def cpu_pressure_us() -> int | None:
 
 # ------------------------------------------------------------------ rendering the role
 def render_role(work: pathlib.Path, label: str, extra_vars: dict) -> tuple[dict, dict]:
-    """litellm.yaml and compose's litellm-proxy service as llm_stack renders them (gpu profile, one GPU)."""
+    """litellm.yaml and compose's litellm-proxy service as the gateway role renders them (gpu profile, one GPU)."""
     playbook_bin = pathlib.Path(shutil.which("ansible-playbook") or pathlib.Path(sys.executable).with_name("ansible-playbook"))
-    varfile = work / f"vars-{label}.yml"
-    varfile.write_text(
-        yaml.safe_dump({
-            "llm_stack_litellm_master_key": MASTER_KEY,
-            "llm_stack_engine_api_key": ENGINE_KEY,
-            "llm_stack_redis_password": REDIS_PASSWORD,
-            "llm_stack_engine_gpus": 1,
-            **extra_vars,
-        }),
-        encoding="utf-8",
-    )
     root = work / f"render-{label}"
+    inventory = work / f"hosts-{label}.yml"
+    host = {
+        "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "gpu_stack_root": str(root / "stack"), "gpu_stack_models_root": str(root / "models"),
+        "gpu_stack_start": False, "gpu_stack_validate": False, "gpu_stack_host_checks": False, "inference_engine_gpu_check": False,
+        "gateway_master_key": MASTER_KEY,
+        "inference_engine_api_key": ENGINE_KEY,
+        "gateway_redis_password": REDIS_PASSWORD,
+        "inference_engine_gpus": 1,
+        **extra_vars,
+    }
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": {"bench": host}}}}}), encoding="utf-8")
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     done = subprocess.run(
-        [playbook_bin, "-c", "local", "-i", "localhost,", PLAYBOOK, "--tags", "llm_stack_configure",
-         "-e", f"@{varfile}", "-e", f"render_root={root}"],
+        [playbook_bin, "-i", inventory, PLAYBOOK, "--tags", "inference_engine_configure,gateway"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:

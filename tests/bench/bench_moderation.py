@@ -39,7 +39,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import stack_processes as sp  # noqa: E402  (tests/integration is not a package)
 
-GUARDRAIL_FILES = ROOT / "roles" / "llm_stack" / "files" / "guardrails"
+GUARDRAIL_FILES = ROOT / "roles" / "moderation" / "files" / "guardrails"
 STANDIN_GUARD = ROOT / "tests" / "fixtures" / "standin_guard" / "standin_guard.py"
 MASTER_KEY = "sk-bench-only-master-key"
 ENGINE_KEY = "bench-only-engine-key"

@@ -2,15 +2,15 @@
 # Create the host virtualenv with the pinned LiteLLM proxy that the integration tests and the
 # gateway benchmark start on loopback: /work/main/.cache/litellm-venv (or $LITELLM_VENV).
 #   tests/harness/litellm_venv.sh          create or reuse; prints the venv path on its last line
-# The pin is the one roles/llm_stack/defaults/main.yml names for the image (llm_stack_litellm_version),
+# The pin is the one roles/gateway/defaults/main.yml names for the image (gateway_litellm_version),
 # so the tests load the rendered config in the same LiteLLM release that the stack runs.
 # Several helpers may call this at once: a flock serialises them and the second one reuses the venv.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-defaults=$root/roles/llm_stack/defaults/main.yml
-pin=${LITELLM_VERSION:-$(sed -n 's/^llm_stack_litellm_version: *"\{0,1\}\([0-9.]*\)"\{0,1\}.*/\1/p' "$defaults")}
-[ -n "$pin" ] || { echo "litellm_venv: no llm_stack_litellm_version in $defaults" >&2; exit 1; }
+defaults=$root/roles/gateway/defaults/main.yml
+pin=${LITELLM_VERSION:-$(sed -n 's/^gateway_litellm_version: *"\{0,1\}\([0-9.]*\)"\{0,1\}.*/\1/p' "$defaults")}
+[ -n "$pin" ] || { echo "litellm_venv: no gateway_litellm_version in $defaults" >&2; exit 1; }
 # prometheus_client: /metrics; prisma: without it a wrong key gets 500 instead of 401
 # (LiteLLM's auth error path imports it even when no database is configured).
 prometheus_client_pin=0.23.1

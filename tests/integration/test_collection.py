@@ -39,7 +39,7 @@ def test_tarball_leaves_out_caches_and_checkout_links(installed):
         assert any(name.endswith(needed) for name in listing), f"{needed} missing from tarball"
 
 
-@pytest.mark.parametrize("playbook", ["site", "verify", "teardown"])
+@pytest.mark.parametrize("playbook", ["site", "validate", "verify", "rolling_update", "teardown"])
 def test_installed_playbooks_parse_from_outside(installed, playbook):
     tmp, dest = installed[0], installed[2]
     config = tmp / "ansible.cfg"
@@ -60,5 +60,5 @@ def test_root_site_parses_from_checkout(inventory):
 def test_example_inventory_overrides_models_root_per_host():
     proc = run([BIN / "ansible-inventory", "-i", "inventories/example", "--list"], cwd=ROOT)
     hostvars = json.loads(proc.stdout)["_meta"]["hostvars"]
-    roots = {host: hv.get("model_store_models_root") for host, hv in hostvars.items()}
+    roots = {host: hv.get("gpu_stack_models_root") for host, hv in hostvars.items()}
     assert len(set(roots.values())) == 2, f"expected one host to override the models root: {roots}"

@@ -1,4 +1,4 @@
-"""The moderation guardrail (roles/llm_stack/files/guardrails) in the real LiteLLM proxy, on loopback.
+"""The moderation guardrail (roles/moderation/files/guardrails) in the real LiteLLM proxy, on loopback.
 
 Processes (tests/integration/stack_processes.py): two stand-in engines (tests/fixtures/standin_engine,
 NOT vLLM; one answers a fixed unsafe text via STANDIN_ENGINE_REPLY), the stand-in guard
@@ -33,7 +33,7 @@ import stack_processes as sp  # noqa: E402  (tests/integration is not a package)
 pytestmark = pytest.mark.integration
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-GUARDRAIL_FILES = ROOT / "roles" / "llm_stack" / "files" / "guardrails"
+GUARDRAIL_FILES = ROOT / "roles" / "moderation" / "files" / "guardrails"
 STANDIN_GUARD = ROOT / "tests" / "fixtures" / "standin_guard" / "standin_guard.py"
 MASTER_KEY = "sk-test-only-master-key"
 ENGINE_KEY = "test-only-engine-key"
@@ -57,7 +57,7 @@ def guard_service(workdir: pathlib.Path, *, port: int | None = None, delay_ms: i
 
 
 def guardrail_entry(guard_url: str, **settings) -> dict:
-    """The guardrails: item roles/llm_stack/templates/litellm.yaml.j2 renders (test_llm_stack_render.py pins its exact keys)."""
+    """The guardrails: item the gateway renders (plugins/plugin_utils/_gateway.py; test_stack_render.py pins its exact keys)."""
     params = {
         "guardrail": "llmops_guard.LlmopsGuard",
         "mode": ["pre_call", "post_call"],

@@ -2,7 +2,7 @@
 
 The processes and the proxy configs come from test_guardrail.py: the stand-in engine and the
 stand-in guard (tests/fixtures, NOT vLLM and NOT a model) and the pinned LiteLLM proxy with the
-guardrail files (roles/llm_stack/files/guardrails) next to its config file. Three proxies are
+guardrail files (roles/moderation/files/guardrails) next to its config file. Three proxies are
 started once for the module, at the same time:
 
 * ``blocking``: ``moderation_action: block``, ``on_error: closed``;

@@ -35,8 +35,8 @@ for name in "${names[@]}"; do
     base_id=$(image_id "$BASE_IMAGE")
   fi
 done
-litellm_version=$(sed -n 's/^llm_stack_litellm_version: *"\{0,1\}\([0-9.]*\)"\{0,1\}.*/\1/p' \
-  "$root/roles/llm_stack/defaults/main.yml")
+litellm_version=$(sed -n 's/^gateway_litellm_version: *"\{0,1\}\([0-9.]*\)"\{0,1\}.*/\1/p' \
+  "$root/roles/gateway/defaults/main.yml")
 standin=$root/tests/fixtures/standin_engine/standin_engine.py
 standin_guard=$root/tests/fixtures/standin_guard/standin_guard.py
 # The build machine may reach PyPI only through a TLS-inspecting proxy: trust its CA bundle

@@ -1,4 +1,4 @@
-"""guard_parser (roles/llm_stack/files/guardrails/guard_parser.py) on guard-model outputs.
+"""guard_parser (roles/moderation/files/guardrails/guard_parser.py) on guard-model outputs.
 
 Where the guard outputs come from:
 
@@ -38,7 +38,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-PARSER = ROOT / "roles" / "llm_stack" / "files" / "guardrails" / "guard_parser.py"
+PARSER = ROOT / "roles" / "moderation" / "files" / "guardrails" / "guard_parser.py"
 
 
 def _load():

@@ -142,7 +142,7 @@ def test_four_tensor_parallel_2_replicas_on_8_gpus():
         ["inference-engine", "inference-engine-2", "inference-engine-3", "inference-engine-4", "redis-cache"]}
     targets = plan["monitoring"]["prometheus_config"]["scrape_configs"][1]["static_configs"]
     assert [t["targets"][0] for t in targets] == ["inference-engine:8001", "inference-engine-2:8002",
-                                                   "inference-engine-3:8003", "inference-engine-4:8004"]
+                                                  "inference-engine-3:8003", "inference-engine-4:8004"]
 
 
 def test_different_models_side_by_side():
