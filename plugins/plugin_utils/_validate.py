@@ -111,6 +111,14 @@ def spec_problems(role: str, given: Mapping) -> Problems:
     params = {name: given[name] for name in options if name in given}
     if not params:
         return problems
+    # A string given for a list would be split on commas (or become one item) without a word: refuse it.
+    for name in list(params):
+        if options[name].get("type") == "list" and isinstance(params[name], str):
+            problems.add(name, params[name], "a list (YAML [a, b] or one item per line); a string is not split into "
+                         "arguments", secret=bool(options[name].get("no_log")))
+            del params[name]
+    if not params:
+        return problems
     spec = _strip_spec({name: options[name] for name in params})
     for option in spec.values():
         option.pop("required", None)
@@ -210,6 +218,9 @@ def validate(hosts, hostvars, groups, *, purpose="deploy", gather_warnings=True)
             roles += [r for r in ("inference_engine", "gateway", "monitoring", "moderation") if r not in roles]
         for role in roles:
             found.extend(spec_problems(role, given))
+        # What a spec already refused is not reported again by the plan.
+        refused = {_variable_root(p.variable) for p in found}
+        plan_problems = Problems(p for p in plan_problems if _variable_root(p.variable) not in refused)
         for name, rule in VALUE_RULES.items():
             if name in given:
                 found.check(name, given[name], rule)
