@@ -25,6 +25,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 
 import yaml
 
@@ -76,24 +77,51 @@ def write_inventory(path: pathlib.Path, hosts: dict, *, groups: dict | None = No
     return path
 
 
-def playbook(inventory, *args, env_extra=None, check=True, json_output=True, timeout=1500):
-    """ansible-playbook render_stack.yml; with json_output the result is ansible.posix.json's
-    document (``.result``) besides the process."""
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               **(env_extra or {}))
-    if json_output:
-        env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
-    proc = run([BIN / "ansible-playbook", "-i", inventory, PLAYBOOK, *args], env=env, check=False, timeout=timeout)
-    proc.result = None
-    if json_output:
-        try:
-            proc.result = json.loads(proc.stdout)
-        except json.JSONDecodeError:
+class Run:
+    """One ansible-playbook run of render_stack.yml, started at once; :meth:`result` waits for it.
+    Runs that do not depend on each other go side by side (each keeps about one core busy)."""
+
+    def __init__(self, inventory, args, *, env_extra=None, check=True, json_output=True, timeout=1500):
+        env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+                   **(env_extra or {}))
+        if json_output:
+            env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+        self.args = [str(a) for a in [BIN / "ansible-playbook", "-i", inventory, PLAYBOOK, *args]]
+        self.check, self.json_output, self.timeout = check, json_output, timeout
+        self.out, self.err = tempfile.TemporaryFile(mode="w+"), tempfile.TemporaryFile(mode="w+")
+        self.popen = subprocess.Popen(self.args, stdout=self.out, stderr=self.err, text=True, env=env, cwd=ROOT)
+        self.proc = None
+
+    def result(self) -> subprocess.CompletedProcess:
+        """The finished process; with json_output ``.result`` is ansible.posix.json's document."""
+        if self.proc is None:
+            try:
+                returncode = self.popen.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                raise
+            self.out.seek(0)
+            self.err.seek(0)
+            proc = subprocess.CompletedProcess(self.args, returncode, self.out.read(), self.err.read())
             proc.result = None
-    if check:
-        assert proc.returncode == 0 and (proc.result is not None or not json_output), (
-            f"render_stack.yml failed ({proc.returncode}):\n{failures(proc) if proc.result else proc.stdout[-8000:]}\n{proc.stderr[-3000:]}")
-    return proc
+            if self.json_output:
+                try:
+                    proc.result = json.loads(proc.stdout)
+                except json.JSONDecodeError:
+                    proc.result = None
+            self.proc = proc
+        proc = self.proc
+        if self.check:
+            assert proc.returncode == 0 and (proc.result is not None or not self.json_output), (
+                f"render_stack.yml failed ({proc.returncode}):\n{failures(proc) if proc.result else proc.stdout[-8000:]}\n"
+                f"{proc.stderr[-3000:]}")
+        return proc
+
+
+def playbook(inventory, *args, background=False, **kwargs):
+    """ansible-playbook render_stack.yml: the finished process, or with background the :class:`Run`."""
+    started = Run(inventory, args, **kwargs)
+    return started if background else started.result()
 
 
 def host_results(proc, host):

@@ -6,10 +6,11 @@ roles inference_engine, moderation, gateway and monitoring with gpu_stack_start 
 into a scratch root per host (helpers: stack_files.py). The files are then checked with the real
 tools: Compose v2 (``config -q``), promtool (Debian's prometheus), the pinned LiteLLM
 (``--validate_config``, then a real proxy on loopback in front of the stand-in engine, with a real
-redis-server). Further runs: a second run changes nothing, --check --diff on a fresh root, the
-roles' own checks with gpu_stack_validate true (the real tools in the stack's images), wrong inputs
-refused by the validation phase before anything is written, and what only the host can tell (model
-directories, GPUs through a fake nvidia-smi) refused or used by the role.
+redis-server). One variant also runs the roles' own checks (gpu_stack_validate true: the real tools
+in the stack's images, tests/harness/images). Runs beside that one: wrong inputs refused by the
+validation phase before anything is written, what only the host can tell (model directories, GPUs
+through a fake nvidia-smi), --check --diff on a fresh root; after it: a second run changes nothing,
+and a file the real tool refuses leaves the live one alone.
 """
 
 from __future__ import annotations
@@ -56,17 +57,22 @@ VARIANTS = {
     "gpu-all": {"inference_engine_tensor_parallel_size": 4},
     # gpu_stack_registry prefixes every image (here with a count of GPUs: tensor parallel auto)
     "gpu-count": {"inference_engine_gpus": 2, "gpu_stack_registry": "registry.internal:5000"},
-    "gpu-ids": {"inference_engine_gpus": [1, 3], "inference_engine_ipc_host": False},
-    "cpu": {"gpu_stack_accelerator": "cpu", "inference_engine_max_model_len": 4096, "gpu_stack_models": [QWEN25]},
-    "monitoring-off": {"inference_engine_gpus": 1, "monitoring_enabled": False, "gateway_num_workers": 1},
-    "published": {
-        "inference_engine_gpus": 1,
+    # device ids without host IPC; the engine and Redis also published on loopback, the gateway on one address
+    "gpu-ids": {
+        "inference_engine_gpus": [1, 3],
+        "inference_engine_ipc_host": False,
         "inference_engine_publish": True,
         "gateway_redis_publish": True,
         "gateway_bind_address": "10.1.2.3",
     },
+    # two CPU engines behind one alias
+    "cpu": {"gpu_stack_accelerator": "cpu", "inference_engine_max_model_len": 4096, "gpu_stack_models": [QWEN25],
+            "inference_engine_engines": [{}, {}]},
+    # the gateway's settings merged into litellm.yaml; no Prometheus, one LiteLLM worker
     "settings": {
         "inference_engine_gpus": 1,
+        "monitoring_enabled": False,
+        "gateway_num_workers": 1,
         "gpu_stack_models": [
             {**QWEN3_8B, "target_dir": f"{MODELS_ROOT}/qwen3-8b-custom"},
             {"alias": "qwen3-guard", "repo_id": "Qwen/Qwen3Guard-Gen-0.6B"},
@@ -85,13 +91,17 @@ VARIANTS = {
         "gateway_router_settings": {"num_retries": 4},
         "gateway_general_settings": {"max_parallel_requests": 200},
     },
+    # the guard shares GPU 0; Prometheus runs as another uid (its data folder's owner)
     "moderation": {
         "inference_engine_gpus": [0, 1],
         "inference_engine_gpu_memory_utilization": 0.8,
         "moderation_enabled": True,
         "moderation_api_key": GUARD_KEY,
         "gpu_stack_models": [QWEN3_8B, GUARD],
+        "monitoring_uid": 1234,
+        "monitoring_gid": 1234,
     },
+    # with the roles' own checks (gpu_stack_validate true) in the stack's images: see CHECKED
     "moderation-cpu": {
         "gpu_stack_accelerator": "cpu",
         "inference_engine_max_model_len": 4096,
@@ -110,15 +120,8 @@ VARIANTS = {
         "inference_engine_engines": [{"gpus": [0, 1]}, {"gpus": [2, 3]},
                                      {"model": "qwen3-32b", "gpus": [4, 5, 6, 7], "name": "big", "port": 9000}],
     },
-    # two CPU engines behind one alias; Prometheus runs as another uid (its data folder's owner)
-    "cpu-engines": {
-        "gpu_stack_accelerator": "cpu",
-        "inference_engine_max_model_len": 4096,
-        "inference_engine_engines": [{}, {}],
-        "monitoring_uid": 1234,
-        "monitoring_gid": 1234,
-    },
 }
+CHECKED = "moderation-cpu"
 WITH_MONITORING = [name for name, variant in VARIANTS.items() if variant.get("monitoring_enabled", True)]
 
 
@@ -128,17 +131,55 @@ def host_vars(tmp: pathlib.Path, name: str, variant: dict) -> dict:
     return {"gpu_stack_root": str(tmp / name / "stack"), "gpu_stack_models_root": models_root, **SECRETS, **json.loads(text)}
 
 
-def render(tmp: pathlib.Path, variants: dict, *args, check=True, env_extra=None, common=None):
-    """Render ``variants`` (host -> variables) side by side under ``tmp``; the ansible-playbook process."""
-    hosts = {name: host_vars(tmp, name, variant) for name, variant in variants.items()}
-    inventory = sf.write_inventory(tmp / "inventory" / "hosts.yml", hosts, common=common)
-    return sf.playbook(inventory, *args, check=check, env_extra=env_extra)
+def render(tmp: pathlib.Path, variants: dict, *args, inventory="hosts", extra=None, **kwargs):
+    """Render ``variants`` (host -> variables) side by side under ``tmp`` (``extra``: host -> more
+    variables); the ansible-playbook process (with background=True the :class:`stack_files.Run`)."""
+    hosts = {name: {**host_vars(tmp, name, variant), **(extra or {}).get(name, {})} for name, variant in variants.items()}
+    return sf.playbook(sf.write_inventory(tmp / "inventory" / f"{inventory}.yml", hosts), *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def rendered_run(tmp_path_factory):
+def compose_env(tmp_path_factory):
+    return sf.compose_env(tmp_path_factory.mktemp("compose"), sf.compose_image())
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    """The stand-ins for the stack's upstream images (tests/harness/images): {name: image}."""
+    base = sf.run([sf.HARNESS / "base-image.sh"]).stdout.strip().splitlines()[-1]
+    names = ("standin-engine", "standin-guard", "litellm", "redis", "prometheus")
+    out = sf.run([sf.HARNESS / "images" / "build.sh", *names], env=dict(os.environ, BASE_IMAGE=base), timeout=1800)
+    return dict(zip(names, out.stdout.strip().splitlines()[-len(names):], strict=True))
+
+
+def checked_vars(test_images) -> dict:
+    """gpu_stack_validate true with the stack's images on the host (nothing can be pulled here)."""
+    return {"gpu_stack_validate": True, "gpu_stack_pull": "never",
+            "inference_engine_image": test_images["standin-engine"], "moderation_image": test_images["standin-guard"],
+            "gateway_litellm_image": test_images["litellm"], "gateway_redis_image": test_images["redis"],
+            "monitoring_prometheus_image": test_images["prometheus"]}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, compose_env, test_images):
+    """The runs that need nothing from each other, started together: {name: (scratch folder, Run)}."""
+    started = {}
     root = tmp_path_factory.mktemp("variants")
-    return root, render(root, VARIANTS)
+    started["variants"] = root, render(root, VARIANTS, extra={CHECKED: checked_vars(test_images)}, env_extra=compose_env,
+                                       background=True)
+    root = tmp_path_factory.mktemp("refused")
+    started["refused"] = root, refused_run(root)
+    root = tmp_path_factory.mktemp("on-the-host")
+    started["on-the-host"] = root, on_the_host_run(root)
+    root = tmp_path_factory.mktemp("check-mode")
+    started["check-mode"] = root, render(root, {"moderation": VARIANTS["moderation"]}, "--check", "--diff", background=True)
+    return started
+
+
+@pytest.fixture(scope="module")
+def rendered_run(runs):
+    root, run = runs["variants"]
+    return root, run.result()
 
 
 @pytest.fixture(scope="module")
@@ -171,11 +212,6 @@ def secrets(stack: pathlib.Path) -> dict:
 # ---------------------------------------------------------------- real tools on every variant
 
 
-@pytest.fixture(scope="module")
-def compose_env(tmp_path_factory):
-    return sf.compose_env(tmp_path_factory.mktemp("compose"), sf.compose_image())
-
-
 @pytest.mark.parametrize("name", VARIANTS)
 def test_compose_config_is_valid(rendered, compose_env, name):
     sf.compose_config(rendered[name], compose_env)
@@ -198,15 +234,22 @@ def litellm_venv():
 
 @pytest.fixture(scope="module")
 def litellm_checks(rendered, litellm_venv, tmp_path_factory):
-    """--validate_config of every variant's litellm.yaml, two at a time: {name: process}."""
+    """--validate_config of every variant's litellm.yaml, and of gpu-all's with a routing strategy
+    LiteLLM does not know ("bad"), two at a time: {name: process}."""
     work = tmp_path_factory.mktemp("litellm-validate")
+    stacks = dict(rendered)
+    bad = litellm_config(rendered["gpu-all"])
+    bad["router_settings"]["routing_strategy"] = "no-such-strategy"
+    stacks["bad"] = work / "bad" / "stack"
+    (stacks["bad"] / "config").mkdir(parents=True)
+    (stacks["bad"] / "config" / "litellm.yaml").write_text(yaml.safe_dump(bad), encoding="utf-8")
 
     def check(name):
-        env = secrets(rendered[name])["litellm-proxy"]
-        return sf.litellm_validate(litellm_venv, rendered[name], work / name, env, check=False)
+        env = secrets(rendered["gpu-all" if name == "bad" else name])["litellm-proxy"]
+        return sf.litellm_validate(litellm_venv, stacks[name], work / name / "work", env, check=False)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(VARIANTS, pool.map(check, VARIANTS), strict=True))
+        return dict(zip(stacks, pool.map(check, stacks), strict=True))
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -215,14 +258,8 @@ def test_litellm_validates_config(litellm_checks, name):
     assert proc.returncode == 0 and "config OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-def test_litellm_validation_refuses_a_bad_config(rendered, litellm_venv, tmp_path):
-    bad = litellm_config(rendered["gpu-all"])
-    bad["router_settings"]["routing_strategy"] = "no-such-strategy"
-    stack = tmp_path / "stack"
-    (stack / "config").mkdir(parents=True)
-    (stack / "config" / "litellm.yaml").write_text(yaml.safe_dump(bad), encoding="utf-8")
-    proc = sf.litellm_validate(litellm_venv, stack, tmp_path / "work", secrets(rendered["gpu-all"])["litellm-proxy"], check=False)
-    assert proc.returncode != 0
+def test_litellm_validation_refuses_a_bad_config(litellm_checks):
+    assert litellm_checks["bad"].returncode != 0
 
 
 # ---------------------------------------------------------------- what each variant says
@@ -314,7 +351,7 @@ def test_cpu_profile(rendered):
 def test_only_the_gateway_is_published_on_all_interfaces(rendered, name):
     services = compose(rendered[name])["services"]
     ports = {svc: spec.get("ports", []) for svc, spec in services.items()}
-    if name == "published":
+    if name == "gpu-ids":
         assert ports["inference-engine"] == ["127.0.0.1:8001:8001"]
         assert ports["redis-cache"] == ["127.0.0.1:6379:6379"]
         assert ports["litellm-proxy"] == ["10.1.2.3:4000:4000"]
@@ -390,13 +427,13 @@ def test_workers_and_multiproc_dir(rendered):
     assert flag(two["command"], "--num_workers") == "2"
     assert two["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus_multiproc"
     assert two["tmpfs"] == ["/tmp/prometheus_multiproc"]
-    one = compose(rendered["monitoring-off"])["services"]["litellm-proxy"]
+    one = compose(rendered["settings"])["services"]["litellm-proxy"]
     assert flag(one["command"], "--num_workers") == "1"
     assert "PROMETHEUS_MULTIPROC_DIR" not in one["environment"] and "tmpfs" not in one
 
 
 def test_prometheus_switch(rendered):
-    off = rendered["monitoring-off"]
+    off = rendered["settings"]
     assert "prometheus" not in compose(off)["services"]
     assert not (off / "config" / "prometheus").exists() and not (off / "data" / "prometheus").exists()
     prom = compose(rendered["gpu-all"])["services"]["prometheus"]
@@ -404,8 +441,8 @@ def test_prometheus_switch(rendered):
     assert "--storage.tsdb.retention.time=15d" in prom["command"]
     assert (rendered["gpu-all"] / "data" / "prometheus").stat().st_uid == 65534
     # another uid: the folder belongs to it (the role alone owns it, so a second run changes nothing)
-    assert compose(rendered["cpu-engines"])["services"]["prometheus"]["user"] == "1234:1234"
-    data = rendered["cpu-engines"] / "data" / "prometheus"
+    assert compose(rendered["moderation"])["services"]["prometheus"]["user"] == "1234:1234"
+    data = rendered["moderation"] / "data" / "prometheus"
     assert (data.stat().st_uid, data.stat().st_gid) == (1234, 1234)
 
 
@@ -512,74 +549,55 @@ def test_several_engines_on_one_gpu_host(rendered):
 
 
 def test_two_cpu_engines_behind_one_alias(rendered):
-    stack = rendered["cpu-engines"]
+    stack = rendered["cpu"]
     services = compose(stack)["services"]
     assert [flag(services[name]["command"], "--port") for name in ("inference-engine", "inference-engine-2")] == ["8001", "8002"]
     assert all("deploy" not in services[name] for name in ("inference-engine", "inference-engine-2"))
     assert [(m["model_name"], m["litellm_params"]["api_base"], m["model_info"]["allowed_fails"]) for m in litellm_config(stack)["model_list"]] == [
-        ("qwen3-8b", "http://inference-engine:8001/v1", 0), ("qwen3-8b", "http://inference-engine-2:8002/v1", 0)]
+        ("qwen2.5-0.5b", "http://inference-engine:8001/v1", 0), ("qwen2.5-0.5b", "http://inference-engine-2:8002/v1", 0)]
 
 
 # ---------------------------------------------------------------- second run, check mode
 
 
-@pytest.fixture(scope="module")
-def second_run(rendered_run):
-    """Two variants that write every kind of file, rendered again onto the same roots: the guard, several
-    engines, Prometheus as another uid (the data folder's owner)."""
-    root, _first = rendered_run
-    names = ("moderation", "cpu-engines")
-    return names, render(root, {name: VARIANTS[name] for name in names})
+def test_second_run_changes_nothing(rendered_run):
+    """The variant that writes every kind of file (the guard, Prometheus as another uid: the owner of
+    its data folder), rendered again onto the same root."""
+    proc = render(rendered_run[0], {"moderation": VARIANTS["moderation"]}, inventory="again")
+    assert sf.stats(proc)["moderation"]["changed"] == 0
 
 
-def test_second_run_changes_nothing(second_run):
-    names, proc = second_run
-    assert {host: sf.stats(proc)[host]["changed"] for host in names} == dict.fromkeys(names, 0)
-
-
-def test_check_mode_on_a_fresh_root_runs_to_the_end(tmp_path):
-    names = ("moderation",)
-    proc = render(tmp_path, {name: VARIANTS[name] for name in names}, "--check", "--diff")
-    assert {host: sf.stats(proc)[host]["failures"] for host in names} == dict.fromkeys(names, 0)
+def test_check_mode_on_a_fresh_root_runs_to_the_end(runs):
+    root, run = runs["check-mode"]
+    proc = run.result()
+    assert sf.stats(proc)["moderation"]["failures"] == 0
     # it would write compose.yaml and litellm.yaml (their diffs are shown) but writes nothing
     assert "litellm-proxy" in proc.stdout and "model_list" in proc.stdout
-    assert not any((tmp_path / name / "stack").exists() for name in names)
+    assert not (root / "moderation" / "stack").exists()
     assert not any(secret in proc.stdout + proc.stderr for secret in ALL_SECRETS), "secret files show no diff"
 
 
 # ---------------------------------------------------------------- the roles' own checks
 
 
-@pytest.fixture(scope="module")
-def test_images():
-    """The stand-ins for the stack's upstream images (tests/harness/images): {role: image}."""
-    base = sf.run([sf.HARNESS / "base-image.sh"]).stdout.strip().splitlines()[-1]
-    names = ("standin-engine", "standin-guard", "litellm", "redis", "prometheus")
-    out = sf.run([sf.HARNESS / "images" / "build.sh", *names], env=dict(os.environ, BASE_IMAGE=base), timeout=1800)
-    return dict(zip(names, out.stdout.strip().splitlines()[-len(names):], strict=True))
-
-
-def test_the_roles_check_every_file_with_the_real_tools(tmp_path, compose_env, test_images):
-    """gpu_stack_validate true: docker compose config, LiteLLM --validate_config (with the guardrail
-    files) and promtool in the stack's own images check each file before it replaces the live one."""
-    variant = {**VARIANTS["moderation-cpu"], "gpu_stack_validate": True, "gpu_stack_pull": "never",
-               "inference_engine_image": test_images["standin-engine"], "moderation_image": test_images["standin-guard"],
-               "gateway_litellm_image": test_images["litellm"], "gateway_redis_image": test_images["redis"],
-               "monitoring_prometheus_image": test_images["prometheus"]}
-    env = dict(compose_env)
-    proc = render(tmp_path, {"checked": variant}, env_extra=env)
-    validated = [name for name, result in sf.host_results(proc, "checked") if result.get("changed") and "Write" in name]
-    assert any("compose.yaml" in name for name in validated) and "llmops.gpu_stack.gateway : Write the LiteLLM configuration" in validated
-    assert any("alert rules" in name for name in validated) and any("Prometheus configuration" in name for name in validated)
-    live = tmp_path / "checked" / "stack" / "config" / "litellm.yaml"
+def test_the_roles_check_every_file_with_the_real_tools(rendered_run, compose_env, test_images):
+    """gpu_stack_validate true (variant CHECKED): docker compose config, LiteLLM --validate_config (with
+    the guardrail files) and promtool in the stack's own images checked each file before it replaced
+    the live one; a file the tool refuses fails the run there and leaves the live one alone."""
+    root, first = rendered_run
+    written = [name for name, result in sf.host_results(first, CHECKED) if result.get("changed") and "Write" in name]
+    assert "llmops.gpu_stack.gateway : Write the LiteLLM configuration" in written
+    assert any("compose.yaml" in name for name in written)
+    assert any("Prometheus configuration" in name for name in written) and any("alert rules" in name for name in written)
+    live = root / CHECKED / "stack" / "config" / "litellm.yaml"
     before = live.read_text(encoding="utf-8")
 
-    # LiteLLM refuses an unknown routing strategy (the extras merge past the plan's own check): the
-    # run fails at that file and the live one stays as it was.
-    variant["gateway_router_settings"] = {"routing_strategy": "no-such-strategy"}
-    proc = render(tmp_path, {"checked": variant}, "--tags", "gateway_configure", env_extra=env, check=False)
+    # LiteLLM refuses an unknown routing strategy (the extras merge past the plan's own check)
+    variant = {**VARIANTS[CHECKED], "gateway_router_settings": {"routing_strategy": "no-such-strategy"}}
+    proc = render(root, {CHECKED: variant}, "--tags", "gateway_configure", inventory="refused-config",
+                  extra={CHECKED: checked_vars(test_images)}, env_extra=compose_env, check=False)
     assert proc.returncode != 0
-    (failed,) = [(name, result) for name, result in sf.host_results(proc, "checked") if result.get("failed")]
+    (failed,) = [(name, result) for name, result in sf.host_results(proc, CHECKED) if result.get("failed")]
     assert failed[0] == "llmops.gpu_stack.gateway : Write the LiteLLM configuration"
     assert "failed to validate" in failed[1]["msg"], failed[1]
     assert live.read_text(encoding="utf-8") == before
@@ -616,17 +634,21 @@ REFUSED = {
 }
 
 
-@pytest.fixture(scope="module")
-def refused(tmp_path_factory):
+def refused_run(root):
     """Every case of REFUSED is a host of one run: the validation phase reports them all at once."""
-    root = tmp_path_factory.mktemp("refused")
     hosts = {}
     for name, (variant, _expected) in REFUSED.items():
         hosts[name] = {k: v for k, v in host_vars(root, name, variant).items() if v is not None}
     # a name no role knows: a warning with the likely one, not a refusal
     hosts["typo"] = {**host_vars(root, "typo", {"inference_engine_gpus": 1}), "inference_engine_prot": 8001}
-    inventory = sf.write_inventory(root / "hosts.yml", hosts)
-    proc = sf.playbook(inventory, check=False)
+    return sf.playbook(sf.write_inventory(root / "hosts.yml", hosts), check=False, background=True)
+
+
+@pytest.fixture(scope="module")
+def refused(runs):
+    root, run = runs["refused"]
+    proc = run.result()
+    hosts = [*REFUSED, "typo"]
     (report,) = [result["msg"] for host in hosts for name, result in sf.host_results(proc, host)
                  if name.startswith("Check every input") and result.get("failed")]
     by_host, host = {}, None
@@ -673,12 +695,10 @@ ON_THE_HOST = {
 }
 
 
-@pytest.fixture(scope="module")
-def on_the_host(tmp_path_factory):
+def on_the_host_run(root):
     """The cases of ON_THE_HOST in one run of the engine role (--tags inference_engine): with a
     scenario, inference_engine_gpu_check is on, nvidia-smi is the fixture, and the model directory
     holds a Qwen3-8B-sized model (its config.json and a sparse 16.4 GB weights file)."""
-    root = tmp_path_factory.mktemp("on-the-host")
     hosts = {}
     for name, (scenario, variant) in ON_THE_HOST.items():
         hosts[name] = host_vars(root, name, variant)
@@ -690,9 +710,13 @@ def on_the_host(tmp_path_factory):
                 handle.truncate(16_400_000_000)
             hosts[name].update(inference_engine_gpu_check=True, render_environment={
                 "PATH": f"{FAKE_NVIDIA_SMI}:{os.environ['PATH']}", "FAKE_NVIDIA_SMI_SCENARIO": scenario})
-    inventory = sf.write_inventory(root / "hosts.yml", hosts)
-    proc = sf.playbook(inventory, "--tags", "inference_engine", check=False)
-    return root, proc
+    return sf.playbook(sf.write_inventory(root / "hosts.yml", hosts), "--tags", "inference_engine", check=False, background=True)
+
+
+@pytest.fixture(scope="module")
+def on_the_host(runs):
+    root, run = runs["on-the-host"]
+    return root, run.result()
 
 
 def host_outcome(on_the_host, host):
