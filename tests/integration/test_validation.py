@@ -397,3 +397,24 @@ def test_a_trial_without_secrets_generates_them(tmp_path):
     second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert second.returncode == 0
     assert {p.name: p.read_text().split()[0] for p in folder.iterdir()} == values
+
+
+def test_check_mode_on_a_fresh_host_changes_nothing(results, hosts, tmp_path):
+    """`site.yml --check --diff` on a fresh host runs to the end (exit 0), says what it would do, changes nothing.
+
+    Runs after the cases (the `results` fixture), with the real defaults for the container runtime
+    (docker_engine_install true): check mode must predict the installs, not refuse to run without them.
+    """
+    inv = inventory(tmp_path / "check", {HOSTS[1]: {"docker_engine_install": True, "docker_engine_source": "distro"}})
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_PIPELINING="1")
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inv), "site.yml", "--check", "--diff"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900, check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-5000:]
+    recap = {m.group(1): int(m.group(3)) for m in RECAP.finditer(proc.stdout)}
+    assert recap.get(HOSTS[1], 0) > 0, "check mode predicted no change on a fresh host:\n" + text[-3000:]
+    assert "would be" in text or "changed:" in text
+    for secret in SECRETS.values():
+        assert secret not in text
+    assert changed_files(HOSTS[1]) == []
+    assert host_state(HOSTS[1]) == hosts[HOSTS[1]]
