@@ -206,6 +206,8 @@ def validate(hosts, hostvars, groups, *, purpose="deploy", gather_warnings=True)
         try:
             plan, plan_problems = stack_plan(host, hostvars, groups)
         except Exception as err:  # noqa: BLE001 - report, never crash the check
+            # A wrongly typed input the argument specs name below can make the plan fail: then the
+            # specs' lines explain it, and this one is dropped (see below).
             plan, plan_problems = None, Problems([Problem("(plan)", text="cannot plan %s: %s" % (host, err))])
         if purpose == "teardown":
             plan_problems = Problems(p for p in plan_problems if _variable_root(p.variable).startswith("gpu_stack_")
@@ -216,11 +218,16 @@ def validate(hosts, hostvars, groups, *, purpose="deploy", gather_warnings=True)
         elif plan is None and purpose != "teardown":
             # No plan to say which roles the host runs: every stack role's spec names what it can.
             roles += [r for r in ("inference_engine", "gateway", "monitoring", "moderation") if r not in roles]
+        specs = Problems()
         for role in roles:
-            found.extend(spec_problems(role, given))
-        # What a spec already refused is not reported again by the plan.
-        refused = {_variable_root(p.variable) for p in found}
-        plan_problems = Problems(p for p in plan_problems if _variable_root(p.variable) not in refused)
+            specs.extend(spec_problems(role, given))
+        # One report line per problem: the plan's words where it has some for a variable (they say what
+        # would be accepted), the argument spec's otherwise; a plan that failed on an input the specs
+        # name is not reported on top of them.
+        if specs:
+            plan_problems = Problems(p for p in plan_problems if p.variable != "(plan)")
+        explained = {_variable_root(p.variable) for p in plan_problems}
+        found.extend(p for p in specs if _variable_root(p.variable) not in explained)
         for name, rule in VALUE_RULES.items():
             if name in given:
                 found.check(name, given[name], rule)

@@ -25,11 +25,10 @@ import os
 import pathlib
 import re
 import shlex
-import subprocess
-import time
-
 import shutil
+import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -108,7 +107,7 @@ CASES = [
     # ---------------------------------------------------------------- gateway
     ("gateway-master-key-missing", {"gateway_master_key": None}, "site", [("gateway_master_key", "not set")]),
     ("gateway-master-key-prefix", {"gateway_master_key": "master-key-without-prefix"}, "site", [("gateway_master_key", "sk-")]),
-    ("gateway-master-key-from-env", {"gateway_master_key": "{{ lookup('ansible.builtin.env', '%s') }}" % ENV}, "site",
+    ("gateway-master-key-from-env", {"gateway_master_key": f"{{{{ lookup('ansible.builtin.env', '{ENV}') }}}}"}, "site",
      [("gateway_master_key", "environment variable " + ENV)]),
     ("gateway-port-collides", {"gateway_port": 9090}, "site", [("monitoring_port", "a host port of its own")]),
     ("gateway-strategy", {"gateway_routing_strategy": "round-robin"}, "site", [("gateway_routing_strategy", "simple-shuffle")]),
@@ -308,9 +307,9 @@ def test_docs_table_is_current(results):
         proc, _seconds = results["cases"][case_id]
         report = report_of(proc.stdout + proc.stderr)
         lines = [line.strip()[2:] for line in report.splitlines() if line.strip().startswith("- ")]
-        given = ", ".join("%s: %s" % (k, "(removed)" if v is None else json.dumps(v)) for k, v in extra.items())
+        given = ", ".join("{}: {}".format(k, "(removed)" if v is None else json.dumps(v)) for k, v in extra.items())
         cell = "<br>".join(_md(line) for line in lines)
-        rows.append("| %s | %s | %s | %s |" % (case_id, PLAYBOOKS[playbook], _md(given), cell))
+        rows.append(f"| {case_id} | {PLAYBOOKS[playbook]} | {_md(given)} | {cell} |")
     seconds = sorted(s for _p, s in results["cases"].values())
     text = "\n".join([
         "# Validation: wrong inputs and what the run says",
@@ -327,7 +326,7 @@ def test_docs_table_is_current(results):
     if os.environ.get("LLMOPS_UPDATE_DOCS"):
         DOC.write_text(text)
     timing = ("Run times of these runs (ansible-playbook start to exit, 4 in parallel on the test machine): "
-              "median %.1f s, max %.1f s." % (seconds[len(seconds) // 2], seconds[-1]))
+              f"median {seconds[len(seconds) // 2]:.1f} s, max {seconds[-1]:.1f} s.")
     assert DOC.exists() and DOC.read_text() == text, (
         "docs/validation.md is stale: run LLMOPS_UPDATE_DOCS=1 pytest tests/integration/test_validation.py (" + timing + ")")
 
@@ -355,9 +354,9 @@ def test_example_inventories_pass_validation(name, tmp_path):
         scenario = ROOT / name
         config = yaml.safe_load((scenario / "molecule.yml").read_text())
         groups = {}
-        for platform in config["platforms"]:
+        for index, platform in enumerate(config["platforms"]):
             for group in platform.get("groups", []):
-                groups.setdefault(group, {"hosts": {}})["hosts"][platform["name"]] = {"ansible_host": "192.0.2.%d" % (len(groups) + 10)}
+                groups.setdefault(group, {"hosts": {}})["hosts"][platform["name"]] = {"ansible_host": f"192.0.2.{index + 10}"}
         inv = tmp_path / "inventory"
         inv.mkdir()
         (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": groups}}))
@@ -367,7 +366,7 @@ def test_example_inventories_pass_validation(name, tmp_path):
         args[1] = str(inv)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), HOME=str(tmp_path), MOLECULE_PROJECT_DIRECTORY=str(ROOT),
                LLMOPS_LITELLM_MASTER_KEY="sk-example-master-key-0123", LLMOPS_ENGINE_API_KEY="example-engine-key-0123",
-               LLMOPS_REDIS_PASSWORD="example-redis-pass-0123", LLMOPS_TEST_NETWORK="llmops-multihost")
+               LLMOPS_REDIS_PASSWORD="example-redis-pass-0123", LLMOPS_TEST_NETWORK="llmops-multihost")  # noqa: S106 - test-only values
     proc = subprocess.run([ANSIBLE_PLAYBOOK, *args, "tests/integration/playbooks/validate_only.yml"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     text = proc.stdout + proc.stderr

@@ -43,8 +43,9 @@ def problems_of(host_vars, groups=None, host="a"):
          'inference_engine_model = "x": expected the alias of an entry of gpu_stack_models (m)'),
         ({"inference_engine_port": "http", "gpu_stack_models": ALIAS_M}, "inference_engine_port",
          'inference_engine_port = "http": expected a TCP port, a whole number from 1 to 65535'),
-        ({"inference_engine_port": "http", "gpu_stack_models": ALIAS_M}, "inference_engine_port",
-         "unable to convert to int"),
+        # No plan rule for it: the argument spec's own words.
+        ({"gpu_stack_firewall": "maybe", "gpu_stack_models": ALIAS_M}, "gpu_stack_firewall",
+         "is of type str and we were unable to convert to bool"),
         ({"inference_engine_port": 70000, "gpu_stack_models": ALIAS_M}, "inference_engine_port",
          "inference_engine_port = 70000: expected a TCP port, a whole number from 1 to 65535"),
         ({"gpu_stack_models": [{"repo_id": "x/y"}]}, "gpu_stack_models", "gpu_stack_models[0]: alias is required"),
