@@ -52,9 +52,9 @@ def check(torch, expected):
             torch.zeros(1, device="cuda:0").add_(1)
             torch.cuda.synchronize()
     except Exception as err:  # noqa: BLE001 - every CUDA init failure must be reported, whatever its class
-        result["error"] = "%s: %s" % (type(err).__name__, err)
+        result["error"] = f"{type(err).__name__}: {err}"
     if not result["error"] and result["visible"] < result["expected"]:
-        result["error"] = "the engine sees %d GPU(s) but needs %d (its tensor-parallel size)" % (result["visible"], result["expected"])
+        result["error"] = f"the engine sees {result['visible']} GPU(s) but needs {result['expected']} (its tensor-parallel size)"
     result["hint"] = hint_for(result["error"]) if result["error"] else ""
     result["ok"] = not result["error"]
     return result
