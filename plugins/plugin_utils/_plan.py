@@ -203,6 +203,13 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
     engines = _engines_of(fleet, host, problems, gpu_info, model_configs) if place.is_inference else []
     guard = _guard(settings, entries, problems, engines) if moderation else None
 
+    # vLLM on CPU binds its OpenMP threads to the host's cores ("auto"): two engines on one host would
+    # bind to the same cores, and one starves the other (seen: a restarted engine's worker got no CPU
+    # for minutes beside a busy one). Several CPU engines on a host leave the binding to the kernel.
+    if accelerator == "cpu" and len(engines) + (1 if guard else 0) > 1:
+        for vllm in engines + ([guard] if guard else []):
+            vllm["env"].setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+
     # GPUs shared by this host's engines and guard.
     if accelerator == "gpu":
         users = [{"variable": e["variables"]["gpu_memory_utilization"], "name": e["name"], "gpus": e["gpus"],

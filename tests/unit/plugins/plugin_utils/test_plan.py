@@ -450,3 +450,16 @@ def test_other_gateways_are_scraped_at_their_own_port():
     fleet["gw-2"]["gateway_port"] = 4400
     jobs = {j["job_name"]: j for j in ok_plan("gw-1", fleet, SAMPLE_GROUPS)["monitoring"]["prometheus_config"]["scrape_configs"]}
     assert [c["targets"][0] for c in jobs["litellm-proxy"]["static_configs"]] == ["litellm-proxy:4000", "10.0.1.6:4400"]
+
+
+def test_several_cpu_engines_on_a_host_do_not_bind_the_same_cores():
+    plan = ok_plan("gpu-stack-1", single(gpu_stack_accelerator="cpu", inference_engine_shm_size="4g",
+                                         inference_engine_engines=[{}, {}]), ALL_IN_ONE)
+    assert [plan["services"][e]["environment"].get("VLLM_CPU_OMP_THREADS_BIND") for e in ("inference-engine", "inference-engine-2")] == [
+        "nobind", "nobind"]
+    one = ok_plan("gpu-stack-1", single(gpu_stack_accelerator="cpu", inference_engine_shm_size="4g"), ALL_IN_ONE)
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in one["services"]["inference-engine"]["environment"]
+    own = ok_plan("gpu-stack-1", single(gpu_stack_accelerator="cpu", inference_engine_shm_size="4g",
+                                        inference_engine_env={"VLLM_CPU_OMP_THREADS_BIND": "0"},
+                                        inference_engine_engines=[{}, {"env": {"VLLM_CPU_OMP_THREADS_BIND": "1"}}]), ALL_IN_ONE)
+    assert [own["services"][e]["environment"]["VLLM_CPU_OMP_THREADS_BIND"] for e in ("inference-engine", "inference-engine-2")] == ["0", "1"]
