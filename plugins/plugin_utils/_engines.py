@@ -189,6 +189,8 @@ def host_engines(settings, entries: Mapping, *, accelerator: str, host: str, gpu
         else:
             port = 0  # refused by _check above; a plan with problems is never rendered
         model = entries.get(entry["model"])
+        if model is not None and not model.get("target_dir"):
+            model = None  # an entry its own problems refuse (no directory to serve)
         engine = {
             "index": index,
             "name": entry["name"],

@@ -103,8 +103,10 @@ def _images(settings):
 
 def _guard(settings, entries, problems, engines):
     alias = settings.get("moderation_alias")
-    model = entries.get(alias)
-    if model is None:
+    model = entries.get(alias) if isinstance(alias, str) else None
+    if model is not None and not model.get("target_dir"):
+        model = None  # the entry's own problems (gpu_stack_models[...]) say why
+    elif model is None:
         problems.add("moderation_alias", alias, "the alias of a gpu_stack_models entry (the guard model, downloaded like any "
                      "model): one of %s" % (", ".join(entries) or "none is defined"))
     elif alias in {e["alias"] for e in engines}:
@@ -279,7 +281,7 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
         "firewall_enabled": bool(settings.get("gpu_stack_firewall")),
         "teardown": {"purge": bool(settings.get("gpu_stack_teardown_purge")),
                      "purge_models": bool(settings.get("gpu_stack_teardown_purge_models")),
-                     "model_dirs": sorted(e["target_dir"] for e in entries.values())},
+                     "model_dirs": sorted(e["target_dir"] for e in entries.values() if e.get("target_dir"))},
         "fleet": place.fleet,
         "is_inference": place.is_inference,
         "is_gateway": place.is_gateway,
@@ -343,7 +345,7 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
     if toolkit in (True, "true") or (toolkit == "auto" and plan["uses_gpus"]):
         plan["roles"].insert(0, "nvidia_container_toolkit")
     plan["models"] = sorted({e["alias"] for e in engines} | ({guard["alias"]} if guard else set()))
-    plan["model_dirs"] = {alias: entries[alias]["target_dir"] for alias in plan["models"] if alias in entries}
+    plan["model_dirs"] = {alias: entries[alias]["target_dir"] for alias in plan["models"] if entries.get(alias, {}).get("target_dir")}
     if settings.get("gpu_stack_firewall"):
         refused = set()
         for entry in firewall["engine"] + firewall["redis"]:
