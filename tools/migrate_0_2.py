@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Variable names of llmops.gpu_stack 0.1.0 and their 0.2.0 successors (docs/migration-0.2.md).
 
     python3 tools/migrate_0_2.py table            # the Markdown table of docs/migration-0.2.md

@@ -23,7 +23,8 @@ description:
     variable an inventory reads) and what would be accepted. Changes nothing on any host."
   - Returns the stack plan of each host (what it runs, its Compose services, config, firewall ports), which the
     collection's playbooks set as the fact C(gpu_stack_plan).
-author: llmops.gpu_stack contributors
+author:
+  - llmops.gpu_stack maintainers (!UNKNOWN)
 options:
   purpose:
     description:
@@ -43,8 +44,11 @@ attributes:
     description: It changes nothing in any mode.
   diff_mode:
     support: none
+    description: It reports problems, not differences.
   platform:
     platforms: all
+    support: full
+    description: Runs on the controller; the hosts checked may be of any platform.
 notes:
   - Variables with a prefix of the collection's roles that no role knows are reported as warnings (with the closest
     known name), not as errors.

@@ -85,8 +85,9 @@ class _Entry:
         return self.values[key]
 
 
-def _check(problems, entry: _Entry, accelerator, aliases):
-    if entry["model"] not in aliases:
+def _check(problems, entry: _Entry, accelerator, aliases, models_listed=True):
+    # With gpu_stack_models not a list at all, the models' own check has said so: no second line here.
+    if entry["model"] not in aliases and (aliases or models_listed):
         problems.add("gpu_stack_models" if not aliases else entry.var("model"), entry["model"] if aliases else [],
                      "the alias of an entry of gpu_stack_models (%s)" % (", ".join(aliases) or "none is defined"))
     problems.check(entry.var("port"), entry["port"], _rules.port)
@@ -175,7 +176,7 @@ def host_engines(settings, entries: Mapping, *, accelerator: str, host: str, gpu
                          note="unknown: " + ", ".join(unknown))
         if not entry["model"] and aliases:
             entry.values["model"] = aliases[0]
-        _check(problems, entry, accelerator, aliases)
+        _check(problems, entry, accelerator, aliases, isinstance(settings.get("gpu_stack_models"), (list, tuple)))
         if problems.check(entry.var("name"), entry["name"], _rules.service_name):
             if entry["name"] in names:
                 problems.add(entry.var("name"), entry["name"], "a name of its own (engine %d has it)" % names[entry["name"]])

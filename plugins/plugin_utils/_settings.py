@@ -105,7 +105,7 @@ class HostSettings(Mapping):
                     yield name
 
     def __len__(self):
-        return sum(1 for _ in self)
+        return sum(1 for _name in self)
 
     def get(self, key, default=None):
         value = self._lookup(key)

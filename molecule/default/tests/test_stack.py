@@ -123,7 +123,7 @@ def test_streamed_completion_through_the_gateway_ends_with_done(host, master_key
 def test_both_engines_answer_behind_one_alias(host, master_key):
     """LiteLLM balances the alias over the two engines (two deployments): count who answered."""
     answered = {}
-    for _ in range(30):
+    for _attempt in range(30):
         status, headers, text = chat(host, master_key, "hi", max_tokens=1)
         assert status == 200, text
         engine = {k.lower(): v for k, v in headers.items()}["x-litellm-model-id"]
