@@ -13,7 +13,7 @@ class ActionModule(ActionBase):
     """Runs on the controller only: reads every host's variables and facts, changes nothing."""
 
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("purpose", "hosts"))
+    _VALID_ARGS = frozenset(("purpose", "hosts", "stage"))
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
@@ -25,6 +25,17 @@ class ActionModule(ActionBase):
         hosts = self._task.args.get("hosts") or task_vars.get("ansible_play_hosts_all") or []
         hostvars = task_vars.get("hostvars") or {}
         groups = task_vars.get("groups") or {}
+        stage = self._task.args.get("stage", "inputs")
+        if stage not in ("inputs", "hosts"):
+            return dict(result, failed=True, msg="stage must be inputs or hosts, got %r" % (stage,))
+        if stage == "hosts":
+            problems = _validate.validate_hosts(list(hosts), hostvars, groups, purpose=purpose)
+            result.update(changed=False, problems=[p.as_dict() for p in problems], hosts=list(hosts))
+            if problems:
+                result.update(failed=True, msg=_validate.report(problems, list(hosts), what="the prerequisites"))
+            else:
+                result["msg"] = "every prerequisite of %d host(s) is met" % len(hosts)
+            return result
         plans, problems, warnings = _validate.validate(list(hosts), hostvars, groups, purpose=purpose)
         result.update(changed=False, problems=[p.as_dict() for p in problems], hosts=list(hosts),
                       roles={h: (p or {}).get("roles", []) for h, p in plans.items()})

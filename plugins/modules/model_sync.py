@@ -495,6 +495,7 @@ def sync(spec: dict) -> dict:
             dest = target / rel
             already[rel] = files[rel]["size"] if dest.is_file() and dest.stat().st_size == files[rel]["size"] else partial_bytes(target, rel)
         progress.plan(files, already)
+        check_space(target, sum(max(files[rel]["size"] - already[rel], 0) for rel in to_fetch))
         progress.state = "downloading" if spec["source"] != "local" else "copying"
         progress.write()
         if to_fetch:
@@ -532,6 +533,16 @@ def sync(spec: dict) -> dict:
     except BaseException as exc:
         progress.finish("failed", "%s: %s" % (type(exc).__name__, exc))
         raise
+
+
+def check_space(target: Path, needed: int) -> None:
+    """Refuse to start a download that cannot fit (the hub's listing gives the sizes; nothing is fetched yet)."""
+    stat = os.statvfs(target)
+    free = stat.f_bavail * stat.f_frsize
+    if needed > free:
+        raise SyncError("not enough space for %s: %.1f GB still to fetch, %.1f GB free on its file system; free some space "
+                        "or move gpu_stack_models_root (or the model's target_dir) to a larger disk"
+                        % (target, needed / 1e9, free / 1e9))
 
 
 def verified(spec: dict, target: Path, rel: str, entry: dict, *, trusted: bool, fetched: bool) -> dict:

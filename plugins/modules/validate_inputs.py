@@ -16,8 +16,11 @@ description:
     of the play and checks them against the collection's role argument specs (types, element types, choices,
     sub-options), the rules a spec cannot express (port and size ranges, image references, Prometheus durations,
     model aliases, absolute paths, tensor-parallel sizes within the GPUs given, GPU memory shares below 1, aliases that
-    exist, a consistent fleet topology, secrets present and long enough, the master key starting with C(sk-)), and the
-    host prerequisites the facts show (OS family and version, systemd)."
+    exist, a consistent fleet topology, secrets present and long enough, the master key starting with C(sk-)).
+    With O(stage=hosts), once the inputs passed, it checks the host prerequisites instead: OS family and version,
+    systemd, the NVIDIA driver where GPUs are required (and tensor-parallel sizes against the GPUs found), free space
+    for the models still to download (models with C(size_gb)), and the ports the stack publishes free (or held by
+    Docker's proxy for the stack's own containers)."
   - "Fails with one message listing every problem of every host, each naming the variable, the value given (never a
     secret's), where it came from when the value says so (inventory file and line, or the C(LLMOPS_*) environment
     variable an inventory reads) and what would be accepted. Changes nothing on any host."
@@ -38,6 +41,15 @@ options:
     description: The hosts to check (default the play's hosts, C(ansible_play_hosts_all)).
     type: list
     elements: str
+  stage:
+    description:
+      - V(inputs) checks the variables of every host (and returns the plans).
+      - V(hosts) checks the host prerequisites, from each host's C(ansible_facts), its fact C(gpu_stack_plan) and the
+        registered results C(gpu_stack_host_info) (M(llmops.gpu_stack.stack_host_info)) and C(gpu_stack_gpu_info)
+        (M(llmops.gpu_stack.nvidia_gpu_info)); only for O(purpose=deploy) and O(purpose=rolling_update).
+    type: str
+    choices: [inputs, hosts]
+    default: inputs
 attributes:
   check_mode:
     support: full
@@ -60,12 +72,18 @@ EXAMPLES = r"""
     purpose: deploy
   run_once: true
   register: gpu_stack_validation
+
+- name: Then check the host prerequisites from what the hosts answered
+  llmops.gpu_stack.validate_inputs:
+    purpose: deploy
+    stage: hosts
+  run_once: true
 """
 
 RETURN = r"""
 plans:
   description: Host name to its stack plan (see the llmops.gpu_stack.stack_plan filter).
-  returned: always
+  returned: with O(stage=inputs), when every host passed
   type: dict
 problems:
   description: Every problem found (host, variable, value shown, source, expected).
@@ -74,6 +92,6 @@ problems:
   elements: dict
 roles:
   description: Host name to the roles it runs.
-  returned: always
+  returned: with O(stage=inputs)
   type: dict
 """

@@ -45,11 +45,15 @@ def gpu_set(gpus):
     return None, None
 
 
-def gpu_ids_used(gpus, gpu_count=None):
-    """The host GPU ids a reservation takes ('*' for every GPU when the host's count is unknown)."""
+def gpu_ids_used(gpus, gpu_count=None, uuids=None):
+    """The host GPU ids a reservation takes ('*' for every GPU when the host's count is unknown).
+
+    ``uuids``: UUID -> index of the host's GPUs (nvidia_gpu_info) where known, so that one GPU named
+    by its UUID and by its index is one GPU.
+    """
     kind, value = gpu_set(gpus)
     if kind == "ids":
-        return set(value)
+        return {(uuids or {}).get(v, v) for v in value}
     if kind == "count":
         return {str(i) for i in range(value)}
     if kind == "all":
@@ -220,7 +224,7 @@ def _float(value):
         return None
 
 
-def check_gpu_shares(users, gpu_count=None):
+def check_gpu_shares(users, gpu_count=None, gpu_info=None):
     """Problems for GPUs shared by services whose memory shares sum to 1 or more.
 
     ``users``: dicts with ``variable`` (named in the report), ``name``, ``gpus``, ``share``. A
@@ -228,8 +232,11 @@ def check_gpu_shares(users, gpu_count=None):
     """
     problems = Problems()
     by_gpu: dict = {}
+    listed = gpu_info.get("gpus") if isinstance(gpu_info, Mapping) else None
+    uuids = {str(g["uuid"]): str(g["index"]) for g in listed or [] if isinstance(g, Mapping) and g.get("uuid") is not None
+             and g.get("index") is not None}
     for user in users:
-        for gpu in gpu_ids_used(user["gpus"], gpu_count):
+        for gpu in gpu_ids_used(user["gpus"], gpu_count, uuids):
             by_gpu.setdefault(gpu, []).append(user)
     wildcard = by_gpu.pop("*", [])
     order = {id(u): i for i, u in enumerate(users)}

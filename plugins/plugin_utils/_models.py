@@ -29,7 +29,7 @@ DEFAULT_SOURCE = "modelscope"
 DEFAULT_REVISION = {"modelscope": "master", "huggingface": "main"}
 # The keys of an entry (roles/_common/meta/argument_specs.yml, gpu_stack_models.options).
 KEYS = ("alias", "source", "repo_id", "revision", "include", "exclude", "target_dir", "token", "local_src",
-        "local_src_on", "litellm_model_info")
+        "local_src_on", "litellm_model_info", "size_gb")
 # What LiteLLM model names and vLLM served model names take safely.
 ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 REPO_ID = re.compile(r"^[^/\s]+/[^/\s]+$")
@@ -145,6 +145,10 @@ def _check_entry(given: Mapping, where: str) -> list[str]:
     info = given.get("litellm_model_info")
     if info is not None and not isinstance(info, Mapping):
         add("%s: litellm_model_info must be a dict (LiteLLM's model_info), got %s" % (where, shown(info)))
+    size = given.get("size_gb")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float)) or not size > 0):
+        add("%s: size_gb must be a number of GB above 0 (the download size the hub's model page gives), got %s"
+            % (where, shown(size)))
     return out
 
 
@@ -169,6 +173,7 @@ def _entry(given: Mapping, index: int, models_root: str) -> dict:
         "local_src_on": given.get("local_src_on") or "host",
         "has_token": isinstance(given.get("token"), str) and bool(given["token"]),
         "litellm_model_info": dict(info) if isinstance(info, Mapping) else {},
+        "size_gb": given.get("size_gb") if isinstance(given.get("size_gb"), (int, float)) and not isinstance(given.get("size_gb"), bool) else None,
     }
 
 
@@ -183,7 +188,7 @@ def model_entries(models, models_root, *, variable: str = "gpu_stack_models", ro
     """(entries with their defaults filled in, every problem of every entry).
 
     An entry has the keys index (its place in ``models``), alias, source, repo_id, revision,
-    include, exclude, target_dir, local_src, local_src_on, has_token and litellm_model_info (never
+    include, exclude, target_dir, local_src, local_src_on, has_token, litellm_model_info and size_gb (never
     the token itself). An entry with problems is still listed when its alias is usable (so that
     what refers to it by alias reports nothing more), with the values as given; only the problems
     say it is wrong. ``stack_root`` (gpu_stack_root), when given, may not be a model's directory either.

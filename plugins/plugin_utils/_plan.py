@@ -219,7 +219,8 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
         if guard:
             users.append({"variable": "moderation_gpu_memory_utilization", "name": GUARD_SERVICE, "gpus": guard["gpus"],
                           "share": guard["gpu_memory_utilization"]})
-        problems.extend(check_gpu_shares(users, (gpu_info or {}).get("gpu_count") if isinstance(gpu_info, Mapping) else None))
+        problems.extend(check_gpu_shares(users, (gpu_info or {}).get("gpu_count") if isinstance(gpu_info, Mapping) else None,
+                                         gpu_info if isinstance(gpu_info, Mapping) else None))
 
     # Ports this host publishes, and for whom.
     remote_gateways = place.remote_gateways
@@ -233,10 +234,13 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
     firewall = {"engine": [], "redis": []}
     published = {}
 
+    port_variables = {}
+
     def publish(port, what, variable):
         if port in published:
             problems.add(variable, port, "a host port of its own (%s already publishes %d)" % (published[port], port))
         published.setdefault(port, what)
+        port_variables.setdefault(port, variable)
 
     engine_ports = {}
     for engine in engines:
@@ -299,6 +303,7 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
         "secrets": {},
         "firewall": firewall,
         "published_ports": published,
+        "port_variables": port_variables,
     }
 
     def add(role, name, service, image):
@@ -346,6 +351,16 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
         plan["roles"].insert(0, "nvidia_container_toolkit")
     plan["models"] = sorted({e["alias"] for e in engines} | ({guard["alias"]} if guard else set()))
     plan["model_dirs"] = {alias: entries[alias]["target_dir"] for alias in plan["models"] if entries.get(alias, {}).get("target_dir")}
+    plan["model_sizes"] = {alias: entries[alias]["size_gb"] for alias in plan["model_dirs"] if entries[alias].get("size_gb")}
+    # What the validation phase's second stage asks the host (playbooks/validate.yml; plugin_utils._prerequisites).
+    smi = str(settings.get("nvidia_container_toolkit_nvidia_smi") or "")
+    plan["host_checks"] = {
+        "paths": sorted({p for p in [plan["models_root"], root, *plan["model_dirs"].values()] if isinstance(p, str) and p.startswith("/")}),
+        "ports": sorted(int(p) for p in plan["published_ports"]),
+        "model_dirs": sorted(set(plan["model_dirs"].values())),
+        "needs_driver": "nvidia_container_toolkit" in plan["roles"] and bool(settings.get("nvidia_container_toolkit_require_gpu")),
+        "nvidia_smi_path": smi if "/" in smi else None,
+    } if settings.get("gpu_stack_host_checks") else None
     if settings.get("gpu_stack_firewall"):
         refused = set()
         for entry in firewall["engine"] + firewall["redis"]:
@@ -528,6 +543,7 @@ def _monitoring_part(fleet, settings, place, host, *, problems, plan, add, image
         if port in plan["published_ports"]:
             problems.add("monitoring_port", port, "a host port of its own (%s already publishes %d)" % (plan["published_ports"][port], port))
         plan["published_ports"].setdefault(port, "prometheus")
+        plan["port_variables"].setdefault(port, "monitoring_port")
     gateways = [(host, "litellm-proxy:4000")]
     if host in place.gateway_members:
         for name in place.gateway_members:

@@ -12,8 +12,9 @@ Three kinds of checks, for every host:
    host sets (its inventory, group_vars, host_vars, extra vars);
 2. the rules a spec cannot express (ranges, formats, cross-variable and fleet rules): the stack
    plan's problems (plugin_utils._plan) and the value rules below;
-3. the host's prerequisites that its gathered facts show (OS family and version, systemd, free
-   disk under the models root and the stack root).
+3. (second stage, ``validate_hosts``, once the inputs passed) the host's prerequisites: OS family and
+   version, systemd, the NVIDIA driver where GPUs are required, free space for the models still to
+   download, the ports the stack publishes free (plugin_utils._prerequisites).
 
 Each problem names the variable, the value given (never a secret's), where it came from when the
 value says so (an inventory file and line, or the environment variable an inventory reads), and
@@ -37,6 +38,7 @@ except ImportError:  # other cores: no origin, no harm
 
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _rules
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._plan import stack_plan
+from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._prerequisites import host_problems
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._problems import Problem, Problems
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._settings import SECRETS, HostSettings, roles_dir
 
@@ -52,7 +54,7 @@ ROLE_PREFIXES = {
     "moderation": "moderation_",
 }
 # Facts and internal variables that carry a prefix but are not settings.
-NOT_SETTINGS = re.compile(r"^(gpu_stack_plan|gpu_stack_validation)$")
+NOT_SETTINGS = re.compile(r"^(gpu_stack_plan|gpu_stack_validation|gpu_stack_host_info|gpu_stack_gpu_info)$")
 # Value rules of variables of the roles outside the plan (ranges a spec cannot express).
 VALUE_RULES = {
     "model_store_download_timeout": _rules.positive_int,
@@ -67,7 +69,6 @@ PURPOSES = {
     "verify": ("_common",),
     "teardown": ("_common",),
 }
-SUPPORTED_OS = {"Debian": {"Debian": (12, 13), "Ubuntu": (22, 24)}, "RedHat": {"RedHat": (8, 9), "Rocky": (8, 9), "AlmaLinux": (8, 9)}}
 _ENV = re.compile(r"lookup\(\s*['\"](?:ansible\.builtin\.)?env['\"]\s*,\s*['\"]([A-Za-z_][A-Za-z0-9_]*)['\"]")
 _specs_cache: dict = {}
 
@@ -154,25 +155,6 @@ def _variable_root(variable: str) -> str:
     return re.split(r"[\[.]", variable, maxsplit=1)[0]
 
 
-def host_problems(facts: Mapping, plan: Mapping, settings) -> Problems:
-    """Prerequisites the host's gathered facts show (skipped when the host's facts are not there)."""
-    problems = Problems()
-    if not isinstance(facts, Mapping) or not facts:
-        return problems
-    family = facts.get("os_family")
-    distribution = facts.get("distribution")
-    major = facts.get("distribution_major_version")
-    supported = SUPPORTED_OS.get(family, {}).get(distribution)
-    label = "%s %s" % (distribution, facts.get("distribution_version"))
-    if supported is None or not _rules.is_int(major) or int(major) not in supported:
-        problems.add("ansible_facts.distribution", label,
-                     "Debian 12/13, Ubuntu 22.04/24.04 (RHEL 8/9 for the toolkit role)", note="host prerequisite")
-    if facts.get("service_mgr") and facts.get("service_mgr") != "systemd":
-        problems.add("ansible_facts.service_mgr", facts.get("service_mgr"),
-                     "systemd (Docker, the firewall unit and the model hub jobs run under it)", note="host prerequisite")
-    return problems
-
-
 def validate(hosts, hostvars, groups, *, purpose="deploy", gather_warnings=True):
     """(plans, problems, warnings) for every host of ``hosts``."""
     problems = Problems()
@@ -232,10 +214,6 @@ def validate(hosts, hostvars, groups, *, purpose="deploy", gather_warnings=True)
             if name in given:
                 found.check(name, given[name], rule)
         found.extend(plan_problems)
-        settings = HostSettings(host, host_vars)
-        if purpose in ("deploy", "rolling_update") and settings.get("gpu_stack_host_checks"):
-            facts = settings.get("ansible_facts") or {}
-            found.extend(host_problems(facts, plan or {}, settings))
         raw = raw_all.get(host) or {}
         seen = set()
         for problem in found:
@@ -253,13 +231,50 @@ def validate(hosts, hostvars, groups, *, purpose="deploy", gather_warnings=True)
     return plans, problems, warnings
 
 
-def report(problems, hosts) -> str:
+def validate_hosts(hosts, hostvars, groups=None, *, purpose="deploy"):
+    """Problems of the host prerequisites (second stage): what each host's facts and read-only answers show.
+
+    Reads, per host, ``ansible_facts``, the fact ``gpu_stack_plan`` and the registered results
+    ``gpu_stack_host_info`` (stack_host_info) and ``gpu_stack_gpu_info`` (nvidia_gpu_info) of playbooks/validate.yml.
+    """
+    problems = Problems()
+    if purpose not in ("deploy", "rolling_update"):
+        return problems
+    for host in hosts:
+        host_vars = hostvars[host] if host in hostvars else {}
+        settings = HostSettings(host, host_vars)
+        if not settings.get("gpu_stack_host_checks"):
+            continue
+
+        def var(name, _vars=host_vars):
+            try:
+                return _vars[name] if name in _vars else None
+            except Exception:  # noqa: BLE001 - an answer that is not there checks nothing
+                return None
+
+        gpu_info = var("gpu_stack_gpu_info")
+        found = host_problems(var("ansible_facts") or {}, var("gpu_stack_plan") or {}, settings,
+                              var("gpu_stack_host_info"), gpu_info)
+        if isinstance(gpu_info, Mapping) and gpu_info.get("available") and groups is not None:
+            # The inputs passed without the GPU count; with it, the plan also checks tensor-parallel sizes
+            # and GPU memory shares against the GPUs this host has.
+            try:
+                found.extend(stack_plan(host, hostvars, groups, gpu_info=dict(gpu_info))[1])
+            except Exception:  # noqa: BLE001 - the first stage planned this host; the roles plan it again
+                pass
+        for problem in found:
+            problem.host = host
+            problems.append(problem)
+    return problems
+
+
+def report(problems, hosts, *, what="the inputs") -> str:
     """One message: every problem of every host, grouped by host."""
     by_host: dict = {}
     for problem in problems:
         by_host.setdefault(problem.host, []).append(problem)
-    lines = ["%d problem(s) with the inputs of %d of %d host(s); nothing was changed on any host:"
-             % (len(problems), len(by_host), len(hosts))]
+    lines = ["%d problem(s) with %s of %d of %d host(s); nothing was changed on any host:"
+             % (len(problems), what, len(by_host), len(hosts))]
     for host in hosts:
         if host in by_host:
             lines.append("%s:" % host)

@@ -630,7 +630,8 @@ def test_role_directories_only(venv, tmp_path):
         ([{"alias": "a", "repo_id": REPO, "target_dir": "relative/dir"}], {},
          [r"gpu_stack_models\[0\] \(alias \"a\"\): target_dir must be an absolute path, got \"relative/dir\""]),
         ([{"alias": "a", "repo_id": REPO, "source": "s3"}], {},
-         [r"gpu_stack_models\[0\] \(alias \"a\"\): unknown source \"s3\"; use one of modelscope, huggingface, local"]),
+         # _common's argument spec (a dependency of the role) refuses it first, before model_store's preflight.
+         [r"value of source must be one of: modelscope, huggingface, local, got: s3 found in gpu_stack_models"]),
         ([{"alias": "a", "repo_id": REPO}, {"alias": "a", "repo_id": "Qwen/Other"}], {},
          [r"gpu_stack_models\[1\] \(alias \"a\"\): alias \"a\" appears more than once"]),
         ([{"alias": "a", "source": "modelscope"}], {},

@@ -630,7 +630,8 @@ REFUSED = {
                       ('moderation_alias = "nope"', "expected the alias of a gpu_stack_models entry")),
     "guard-no-key": ({**VARIANTS["moderation"], "moderation_api_key": None}, ("moderation_api_key = not set",)),
     "guard-action": ({**VARIANTS["moderation"], "moderation_action": "mask"},
-                     ("value of moderation_action must be one of: block, log, got: mask (argument spec of moderation)",)),
+                     # One line per problem: the plan's rule (it says what is accepted), not the spec's on top.
+                     ('moderation_action = "mask"', "expected one of block, log")),
 }
 
 

@@ -52,6 +52,7 @@ BASE = {
     "inference_engine_max_model_len": 4096,
 }
 ENV = "LLMOPS_VALIDATION_TEST_SECRET"
+BUSY_PORT = 4555  # a process of the first test host listens here (the hosts fixture starts it)
 
 # (id, group_vars on top of BASE, playbook, [(variable, text the report must contain), ...])
 # A value of None removes the variable from BASE.
@@ -132,6 +133,12 @@ CASES = [
     ("model-store-timeout", {"model_store_download_timeout": 0}, "site", [("model_store_download_timeout", "1 or more")]),
     ("model-store-pip-args-string", {"model_store_pip_extra_args": "--trusted-host pypi.internal"}, "site",
      [("model_store_pip_extra_args", "a list")]),
+    # ---------------------------------------------------------------- host prerequisites (second stage: the inputs passed)
+    ("prereq-disk", {"gpu_stack_models": [{"alias": "qwen3-0.6b", "repo_id": "Qwen/Qwen3-0.6B", "size_gb": 100000}]}, "site",
+     [("gpu_stack_models_root", "room for the models still to download")]),
+    ("prereq-driver", {"gpu_stack_accelerator": "gpu"}, "site", [("nvidia_container_toolkit_require_gpu", "nvidia-smi not found")]),
+    ("prereq-port-busy", {"gateway_port": BUSY_PORT}, "site", [("gateway_port", "held by python3")]),
+    ("prereq-rolling-port-busy", {"monitoring_port": BUSY_PORT}, "rolling_update", [("monitoring_port", "held by python3")]),
     # ---------------------------------------------------------------- the other playbooks
     ("verify-bad-root", {"gpu_stack_root": "relative/root"}, "verify", [("gpu_stack_root", "absolute")]),
     ("teardown-bad-project", {"gpu_stack_project_name": "Bad Name"}, "teardown", [("gpu_stack_project_name", "lower-case")]),
@@ -173,6 +180,13 @@ def hosts():
         while docker("exec", name, "systemctl", "is-system-running", "--wait", check=False).stdout.strip() not in ("running", "degraded"):
             assert time.monotonic() < deadline, f"{name} did not boot"
             time.sleep(2)
+    # Something of the site's own on the first host, holding a port (the prereq-*-port-busy cases).
+    docker("exec", "-d", HOSTS[0], "python3", "-c",
+           f"import socket, time; s = socket.socket(); s.bind(('0.0.0.0', {BUSY_PORT})); s.listen(); time.sleep(86400)")
+    deadline = time.monotonic() + 30
+    while f":{BUSY_PORT} " not in docker("exec", HOSTS[0], "ss", "-ltnH", check=False).stdout:
+        assert time.monotonic() < deadline, "the test's listener did not start"
+        time.sleep(0.5)
     snapshots = {name: host_state(name) for name in HOSTS}
     for name in HOSTS:
         docker("exec", name, "sh", "-c", f"touch {MARKER} && sleep 1")
@@ -238,7 +252,7 @@ def report_of(output: str) -> str:
             value, _end = decoder.raw_decode(output, match.end())
         except ValueError:
             continue
-        if isinstance(value, str) and re.match(r"\d+ problem\(s\) with the inputs", value):
+        if isinstance(value, str) and re.match(r"\d+ problem\(s\) with the (inputs|prerequisites)", value):
             return value
     return ""
 
@@ -345,6 +359,9 @@ def test_docs_table_is_current(results):
 def _md(text: str) -> str:
     # The test's inventory is a temporary file: neither its path nor its line numbers mean anything to a reader.
     text = re.sub(r"/tmp/[^\s:]*/hosts\.yml(:\d+)?", "<inventory>", text)
+    # Figures of the machine the test ran on (free space, process ids) are not the table's to fix.
+    text = re.sub(r"which has [\d.]+ GB free", "which has <N> GB free", text)
+    text = re.sub(r"\(pid \d+\)", "(pid <N>)", text)
     return text.replace("|", "\\|").replace("<inventory>", "`<inventory>`")
 
 

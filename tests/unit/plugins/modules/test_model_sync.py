@@ -404,3 +404,13 @@ def test_token_is_no_log(capsys, tmp_path):
     rc, result = run(capsys, model_sync, alias="a", repo_id="o/n", target_dir=str(tmp_path / "m"), token=TOKEN,
                      _ansible_check_mode=True)
     assert TOKEN not in json.dumps(result)
+
+
+def test_check_space_refuses_a_download_that_cannot_fit(tmp_path, monkeypatch):
+    class Full:
+        f_bavail, f_frsize = 1000, 4096  # 4.1 MB free
+
+    monkeypatch.setattr(model_sync.os, "statvfs", lambda _path: Full)
+    model_sync.check_space(tmp_path, 4096 * 1000)  # exactly what is free: fits
+    with pytest.raises(model_sync.SyncError, match=r"not enough space for .*: 0\.0 GB still to fetch, 0\.0 GB free"):
+        model_sync.check_space(tmp_path, 4096 * 1000 + 1)

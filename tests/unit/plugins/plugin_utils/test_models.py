@@ -40,7 +40,7 @@ def test_the_default_model_gets_its_defaults():
     assert entries == [{
         "index": 0, "alias": "qwen3-8b", "source": "modelscope", "repo_id": "Qwen/Qwen3-8B", "revision": "master",
         "include": [], "exclude": [], "target_dir": ROOT + "/Qwen3-8B", "local_src": None, "local_src_on": "host",
-        "has_token": False, "litellm_model_info": {},
+        "has_token": False, "litellm_model_info": {}, "size_gb": None,
     }]
 
 
@@ -143,10 +143,10 @@ W = 'gpu_stack_models[0] (alias "a")'
 @pytest.mark.parametrize(("given", "message"), [
     ({"alias": "a", "repo_id": "o/n", "engine": {}},
      W + ": unknown key engine; an entry takes alias, source, repo_id, revision, include, exclude, target_dir, token, "
-         "local_src, local_src_on, litellm_model_info"),
+         "local_src, local_src_on, litellm_model_info, size_gb"),
     ({"alias": "a", "repo_id": "o/n", "engine": {}, "gpus": 1},
      W + ": unknown keys engine, gpus; an entry takes alias, source, repo_id, revision, include, exclude, target_dir, "
-         "token, local_src, local_src_on, litellm_model_info"),
+         "token, local_src, local_src_on, litellm_model_info, size_gb"),
     ({"repo_id": "o/n"},
      "gpu_stack_models[0]: alias is required: the served model name, letters, digits and . _ - starting with a letter "
      "or digit (e.g. qwen3-8b), got null"),
