@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 import yaml
-from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _plan, _settings, _topology
+from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _engines, _plan, _settings, _topology
 
 KEY = "engine-key-0123456789"
 MASTER = "sk-master-0123456789"
@@ -466,14 +466,12 @@ def test_several_cpu_engines_on_a_host_do_not_bind_the_same_cores():
 
 
 def test_one_gpu_named_by_uuid_and_by_index_is_one_gpu():
-    from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._engines import check_gpu_shares
-
     users = [{"variable": "a_share", "name": "by-uuid", "gpus": ["GPU-1234"], "share": 0.6},
              {"variable": "b_share", "name": "by-index", "gpus": [0], "share": 0.6}]
-    assert list(check_gpu_shares(users, 2)) == []  # without the GPU list the UUID cannot be placed
+    assert list(_engines.check_gpu_shares(users, 2)) == []  # without the GPU list the UUID cannot be placed
     info = {"gpu_count": 2, "gpus": [{"index": 0, "uuid": "GPU-1234"}, {"index": 1, "uuid": "GPU-5678"}]}
-    found = [p.line() for p in check_gpu_shares(users, 2, info)]
+    found = [p.line() for p in _engines.check_gpu_shares(users, 2, info)]
     assert found == ["b_share = 0.6: expected memory shares of the services sharing a GPU to sum below 1 "
                      "(by-uuid 0.6 + by-index 0.6 = 1.2)"]
     users[1]["gpus"] = [1]
-    assert list(check_gpu_shares(users, 2, info)) == []
+    assert list(_engines.check_gpu_shares(users, 2, info)) == []
