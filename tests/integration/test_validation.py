@@ -362,6 +362,9 @@ def _md(text: str) -> str:
     # Figures of the machine the test ran on (free space, process ids) are not the table's to fix.
     text = re.sub(r"which has [\d.]+ GB free", "which has <N> GB free", text)
     text = re.sub(r"\(pid \d+\)", "(pid <N>)", text)
+    # Ansible lists its boolean words from a set: in an order of its own each run.
+    text = re.sub(r"(Valid booleans include: )(.*?)( \(argument)",
+                  lambda m: m.group(1) + ", ".join(sorted(m.group(2).split(", "))) + m.group(3), text)
     return text.replace("|", "\\|").replace("<inventory>", "`<inventory>`")
 
 
