@@ -36,7 +36,7 @@ units: venv
 	tests/harness/ansible-test.sh units
 
 pytest: venv
-	pytest -p no:cacheprovider
+	pytest -p no:cacheprovider -n "$${LLMOPS_PYTEST_WORKERS:-2}" --dist loadfile
 
 molecule: venv
 	molecule test --all

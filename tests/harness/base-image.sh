@@ -7,6 +7,7 @@
 #   the vLLM CPU image: its torch CPU wheel is for Python 3.11); also LLMOPS_BASE_SUITE.  #suite
 # Lines ending in "#suite" are that switch: they stay out of the recipe hash, so the trixie tag  #suite
 # (and every test image built on it) is the one this script had before it could build bookworm.  #suite
+# Lines ending in "#lock" (serialising concurrent callers) stay out of the hash as well.  #suite
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 suite=trixie
@@ -14,9 +15,14 @@ suite=${1:-${LLMOPS_BASE_SUITE:-$suite}}  #suite
 case "$suite" in trixie|bookworm) ;; *) echo "base-image: unknown suite '$suite' (trixie or bookworm)" >&2; exit 2 ;; esac  #suite
 packages=python3,python3-apt,sudo,systemd,systemd-sysv,dbus,ca-certificates,iproute2,procps,gnupg,curl,less,iptables
 recipe_hash=$( (cat "$0"; echo "$packages") | sha256sum | cut -c1-12)
-recipe_hash=$( (grep -v '  #suite$' "$0"; echo "$packages") | sha256sum | cut -c1-12)  #suite
+recipe_hash=$( (grep -vE '  #(suite|lock)$' "$0"; echo "$packages") | sha256sum | cut -c1-12)  #suite
 tag=${LLMOPS_BASE_IMAGE_REPO:-llmops-harness/debian}:${suite}-${recipe_hash}
 
+# Tests that run side by side (pytest -n) may ask at once: one builds, the others wait and reuse it.  #lock
+lockdir=/var/tmp/llmops-harness-locks  #lock
+mkdir -p "$lockdir"  #lock
+exec 8>"$lockdir/base-image-$suite.lock"  #lock
+flock 8  #lock
 if docker image inspect "$tag" >/dev/null 2>&1; then
   echo "base-image: $tag is cached; skipping the build" >&2
   echo "$tag"

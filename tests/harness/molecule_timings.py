@@ -3,8 +3,9 @@
 molecule/default enables the llmops_timer callback; its stages are converge,
 idempotence (site.yml again, must change nothing) and side_effect, whose first play
 ("No-op play that only gathers facts", from noop.yml) is the no-op; the callback times each play
-too. The performance goal is idempotence <= 2 x no-op.
-Usage: python3 molecule_timings.py LOGFILE [--scenario default]
+too. The performance goal is idempotence <= 2 x no-op. After that table, the slowest tasks of every
+scenario and stage (the callback names each task of 5 s or more), to show where the suite's time goes.
+Usage: python3 molecule_timings.py LOGFILE
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import sys
 STAGE = re.compile(r"(?:\[([\w-]+) > (\w+)\]|([\w-]+)\s+\S+\s+(\w+):) Executing")
 TIMER = re.compile(r"llmops-timer playbook=(\S+) seconds=([0-9.]+)")
 PLAY_TIMER = re.compile(r'llmops-timer play=("(?:[^"\\]|\\.)*") seconds=([0-9.]+)')
+TASK_TIMER = re.compile(r'llmops-timer task=("(?:[^"\\]|\\.)*") seconds=([0-9.]+)')
+SLOWEST = 15
 NOOP_PLAY = "No-op play that only gathers facts"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -41,12 +44,29 @@ def parse(lines):
     return times
 
 
+def slowest(lines, count=SLOWEST):
+    """Return the `count` slowest tasks as (seconds, scenario, stage, task), slowest first."""
+    current = ("?", "?")
+    tasks = []
+    for raw in lines:
+        line = ANSI.sub("", raw)
+        stage = STAGE.search(line)
+        if stage:
+            current = (stage.group(1) or stage.group(3), stage.group(2) or stage.group(4))
+            continue
+        task = TASK_TIMER.search(line)
+        if task:
+            tasks.append((float(task.group(2)), current[0], current[1], json.loads(task.group(1))))
+    return sorted(tasks, reverse=True)[:count]
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
     with open(argv[1], encoding="utf-8", errors="replace") as handle:
-        times = parse(handle)
+        lines = handle.readlines()
+    times = parse(lines)
     scenarios = sorted({key[0] for key in times})
     print("| scenario | converge (s) | idempotent re-run (s) | no-op fact gathering (s) | ratio |")
     print("| --- | --- | --- | --- | --- |")
@@ -60,6 +80,14 @@ def main(argv):
             return f"{value:.1f}" if value is not None else "n/a"
 
         print(f"| {scenario} | {fmt(conv)} | {fmt(idem)} | {fmt(noop)} | {ratio} |")
+    tasks = slowest(lines)
+    if tasks:
+        print()
+        print(f"The {len(tasks)} slowest tasks (all hosts of a task together):")
+        print("| seconds | scenario | stage | task |")
+        print("| --- | --- | --- | --- |")
+        for seconds, scenario, stage, task in tasks:
+            print(f"| {seconds:.1f} | {scenario} | {stage} | {task} |")
     return 0
 
 

@@ -59,7 +59,9 @@ host_services() {
 run_molecule() {
   set -o pipefail
   local rc=0
-  molecule test --all 2>&1 | tee tests/output/molecule.log || rc=$?
+  # Wide lines: molecule wraps ansible's output at the terminal width (80 without a terminal), which
+  # would break the llmops-timer lines molecule_timings.py reads.
+  COLUMNS=${COLUMNS:-250} molecule test --all 2>&1 | tee tests/output/molecule.log || rc=$?
   # molecule runs cleanup before destroy and skips destroy when cleanup fails: never leave test
   # instances behind (they carry the label create.yml gives them).
   local left
@@ -84,6 +86,8 @@ sanity() {
 step sanity sanity
 step units "$here/ansible-test.sh" units
 step host-services host_services
-step pytest pytest -p no:cacheprovider
+# Two workers, each test file on one of them (its module fixtures: containers, processes): the
+# integration tests wait on processes and containers much of the time, so two cores do more.
+step pytest pytest -p no:cacheprovider -n "${LLMOPS_PYTEST_WORKERS:-2}" --dist loadfile
 step molecule run_molecule
 finish

@@ -8,13 +8,17 @@ import time
 
 from ansible.plugins.callback import CallbackBase
 
+SLOW_TASK_SECONDS = 5.0
+
 DOCUMENTATION = """
     name: llmops_timer
     type: aggregate
     short_description: print playbook wall time in ms (test harness only)
     description:
-      - Prints C(llmops-timer playbook=NAME seconds=S.SSS) at the end of each playbook, and
-        C(llmops-timer play="NAME" seconds=S.SSS) for each play.
+      - Prints C(llmops-timer playbook=NAME seconds=S.SSS) at the end of each playbook,
+        C(llmops-timer play="NAME" seconds=S.SSS) for each play, and
+        C(llmops-timer task="NAME" seconds=S.SSS) for each task that took 5 s or more (all its
+        hosts together), so a slow step of the suite can be found in tests/output/molecule.log.
     requirements: []
 """
 
@@ -31,8 +35,26 @@ class CallbackModule(CallbackBase):
         self._name = "?"
         self._play = None
         self._play_start = 0.0
+        self._task = None
+        self._task_start = 0.0
+
+    def _end_task(self):
+        if self._task is not None:
+            elapsed = time.monotonic() - self._task_start
+            if elapsed >= SLOW_TASK_SECONDS:
+                self._display.display(f"llmops-timer task={json.dumps(self._task)} seconds={elapsed:.3f}")
+            self._task = None
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._end_task()
+        self._task = task.get_name()
+        self._task_start = time.monotonic()
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self.v2_playbook_on_task_start(task, False)
 
     def _end_play(self):
+        self._end_task()
         if self._play is not None:
             elapsed = time.monotonic() - self._play_start
             self._display.display(f"llmops-timer play={json.dumps(self._play)} seconds={elapsed:.3f}")

@@ -15,6 +15,7 @@ root=$(cd "$here/../../.." && pwd)
 repo=${LLMOPS_TEST_IMAGE_REPO:-llmops-test}
 all=(redis prometheus litellm standin-engine standin-guard registry compose)
 names=("$@")
+lockdir=/var/tmp/llmops-harness-locks
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 
 image_id() {
@@ -110,6 +111,11 @@ build_one() {
     [ -f "$f" ] || { echo "build: $name needs $f, which is missing" >&2; return 1; }
   done
   tag=$repo/$name:$(input_hash "$name")
+  # Tests that run side by side (pytest -n) may ask for the same image at once: one builds it, the
+  # others wait here and find it cached. The lock is held until this script exits.
+  mkdir -p "$lockdir"
+  exec {lock_fd}>"$lockdir/image-$name.lock"
+  flock "$lock_fd"
   if docker image inspect "$tag" >/dev/null 2>&1; then
     echo "build: $tag is cached" >&2
   else

@@ -52,3 +52,21 @@ def test_noop_play_time_is_taken_from_its_play_line(tmp_path, capsys):
     assert times[("default", "side_effect")] == 45.0
     assert timings.main(["x", str(log)]) == 0
     assert "| default | n/a | 9.5 | 2.0 | 4.75x |" in capsys.readouterr().out
+
+
+def test_slowest_tasks_are_listed_by_stage(tmp_path, capsys):
+    log = tmp_path / "m.log"
+    log.write_text(
+        "INFO     default \u279c converge: Executing\n"
+        '  | llmops-timer task="Start the services" seconds=80.500\n'
+        '  | llmops-timer task="Pull the images" seconds=12.000\n'
+        "  | llmops-timer playbook=site.yml seconds=100.000\n"
+        "INFO     [multihost > verify] Executing\n"
+        '  | llmops-timer task="Wait for \\"the\\" gateway" seconds=95.250\n'
+    )
+    tasks = timings.slowest(log.read_text().splitlines(), count=2)
+    assert tasks == [(95.25, "multihost", "verify", 'Wait for "the" gateway'), (80.5, "default", "converge", "Start the services")]
+    assert timings.main(["x", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "| 95.2 | multihost | verify | Wait for \"the\" gateway |" in out
+    assert "| 12.0 | default | converge | Pull the images |" in out
