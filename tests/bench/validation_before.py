@@ -203,7 +203,7 @@ def first_line(message: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--old", required=True, help="commit of the 0.1 tree (git archive)")
     parser.add_argument("--cases", help="comma-separated case ids (default: every case)")
     parser.add_argument("--parallel", type=int, default=2)
