@@ -1,0 +1,139 @@
+"""The alert rules fire on the series they are written for, and stay quiet otherwise (promtool test rules).
+
+The role's template (roles/monitoring/templates/llm_stack.rules.yml.j2) is rendered by Ansible's own
+template module with the role's defaults (and once with other thresholds), then ``promtool test
+rules`` evaluates each alert against synthetic series: one that must fire it (with the labels and
+the annotations a person reads), one just below the threshold or too short for its ``for:``, which
+must not. promtool is Debian's (the `prometheus` package the suite installs; LLMOPS_PROMTOOL
+overrides it). A rule whose expression, threshold, duration or text changes makes this test fail.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "roles" / "monitoring" / "templates" / "llm_stack.rules.yml.j2"
+DEFAULTS = ROOT / "roles" / "monitoring" / "defaults" / "main.yml"
+ANSIBLE = pathlib.Path(sys.executable).parent / "ansible"
+
+
+def promtool():
+    tool = os.environ.get("LLMOPS_PROMTOOL") or shutil.which("promtool")
+    if not tool:
+        pytest.fail("promtool is missing: the suite installs Debian's prometheus package (tests/harness/ensure-debs.sh)")
+    return tool
+
+
+def render(tmp_path, **overrides):
+    """The rules file as the role writes it: Ansible's template module, the role's defaults, overrides."""
+    dest = tmp_path / "llm_stack.yml"
+    extra = [arg for key, value in overrides.items() for arg in ("-e", f"{key}={value}")]
+    proc = subprocess.run([str(ANSIBLE), "localhost", "-c", "local", "-m", "ansible.builtin.template",
+                           "-a", f"src={TEMPLATE} dest={dest} mode=0644", "-e", f"@{DEFAULTS}", *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return dest
+
+
+def run_tests(tmp_path, rules, tests):
+    spec = tmp_path / "tests.yml"
+    spec.write_text(yaml.safe_dump({"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": tests}, sort_keys=False))
+    proc = subprocess.run([promtool(), "test", "rules", str(spec)], capture_output=True, text=True, timeout=120, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def alert_test(series, name, eval_time, alerts):
+    return {"interval": "1m", "input_series": series,
+            "alert_rule_test": [{"eval_time": eval_time, "alertname": name, "exp_alerts": alerts}]}
+
+
+def target_down(up_values):
+    return alert_test([{"series": 'up{job="vllm", instance="inference-engine:8001"}', "values": up_values}],
+                      "LLMStackTargetDown", "3m",
+                      [{"exp_labels": {"severity": "critical", "job": "vllm", "instance": "inference-engine:8001"},
+                        "exp_annotations": {"summary": "vllm on inference-engine:8001 is down",
+                                            "description": "Prometheus could not scrape vllm for 1 minute."}}])
+
+
+def queue(waiting_per_engine, threshold=10):
+    series = [{"series": f'vllm:num_requests_waiting{{model_name="qwen3-8b", instance="e{i}:8001"}}', "values": values}
+              for i, values in enumerate(waiting_per_engine)]
+    return alert_test(series, "LLMStackRequestQueueGrowing", "10m",
+                      [{"exp_labels": {"severity": "warning", "model_name": "qwen3-8b"},
+                        "exp_annotations": {
+                            "summary": f"vLLM queue of qwen3-8b above {threshold} for 5 minutes",
+                            "description": "12 requests are waiting: the engine cannot keep up; add GPUs or lower max_model_len."}}])
+
+
+def kv_cache(usage, percent=90):
+    return alert_test([{"series": 'vllm:kv_cache_usage_perc{model_name="qwen3-8b", instance="e0:8001"}', "values": usage}],
+                      "LLMStackKVCacheNearlyFull", "10m",
+                      [{"exp_labels": {"severity": "warning", "model_name": "qwen3-8b"},
+                        "exp_annotations": {"summary": f"vLLM KV cache of qwen3-8b above {percent}% for 5 minutes",
+                                            "description": "KV cache usage is 95%: requests get preempted."}}])
+
+
+def quiet(test):
+    """The same input, expecting no alert at the evaluation time."""
+    for case in test["alert_rule_test"]:
+        case["exp_alerts"] = []
+    return test
+
+
+@pytest.fixture(scope="module")
+def rules(tmp_path_factory):
+    return render(tmp_path_factory.mktemp("rules"))
+
+
+@pytest.mark.parametrize(("test", "why"), [
+    (target_down("1 0 0 0"), "down for 2 minutes"),
+    (queue(["6x10", "6x10"]), "12 waiting over two engines of one model, above 10 for 10 minutes"),
+    (kv_cache("0.95x10"), "95 % for 10 minutes"),
+], ids=["target-down", "queue", "kv-cache"])
+def test_alert_fires(tmp_path, rules, test, why):
+    rc, out = run_tests(tmp_path, rules, [test])
+    assert rc == 0, f"{why}: {out}"
+
+
+@pytest.mark.parametrize(("test", "why"), [
+    (quiet(target_down("1 1 1 1")), "always up"),
+    (quiet(target_down("1 1 1 0")), "down for less than the rule's 1 minute at the evaluation"),
+    (quiet(queue(["5x10", "5x10"])), "10 waiting is not above 10"),
+    (quiet(queue(["1x6 12 12 12 12"])), "above the threshold for the last 3 minutes only"),
+    (quiet(kv_cache("0.9x10")), "90 % is not above 0.9"),
+    (quiet(kv_cache("0.5x6 0.95 0.95 0.95 0.95")), "above for the last 3 minutes only"),
+], ids=["up", "down-briefly", "queue-at-threshold", "queue-short", "kv-at-threshold", "kv-short"])
+def test_alert_stays_quiet(tmp_path, rules, test, why):
+    rc, out = run_tests(tmp_path, rules, [test])
+    assert rc == 0, f"{why}: {out}"
+
+
+def test_a_firing_expectation_on_a_quiet_series_fails(tmp_path, rules):
+    """Control: promtool really compares (a firing expectation on a quiet series is reported)."""
+    rc, out = run_tests(tmp_path, rules, [kv_cache("0.5x10")])
+    assert rc != 0 and "LLMStackKVCacheNearlyFull" in out, out
+
+
+def test_thresholds_come_from_the_variables(tmp_path):
+    rules = render(tmp_path, monitoring_alert_queue_waiting_threshold=20, monitoring_alert_kv_cache_threshold=0.97)
+    rc, out = run_tests(tmp_path, rules, [quiet(queue(["6x10", "6x10"])), quiet(kv_cache("0.95x10"))])
+    assert rc == 0, out
+    rc, out = run_tests(tmp_path, rules, [queue(["11x10", "1x10"], threshold=20)])
+    assert rc != 0, "12 waiting must not fire with the threshold at 20"
+    fired = quiet(queue(["21x10"], threshold=20))
+    fired["alert_rule_test"][0]["exp_alerts"] = [{
+        "exp_labels": {"severity": "warning", "model_name": "qwen3-8b"},
+        "exp_annotations": {"summary": "vLLM queue of qwen3-8b above 20 for 5 minutes",
+                            "description": "21 requests are waiting: the engine cannot keep up; add GPUs or lower max_model_len."}}]
+    rc, out = run_tests(tmp_path, rules, [fired])
+    assert rc == 0, out
