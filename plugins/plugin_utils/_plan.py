@@ -536,8 +536,11 @@ def _monitoring_part(fleet, settings, place, host, *, problems, plan, add, image
     problems.check("monitoring_retention", settings.get("monitoring_retention"), _rules.prometheus_duration)
     problems.check("monitoring_scrape_interval", settings.get("monitoring_scrape_interval"), _rules.prometheus_duration)
     problems.check("monitoring_prometheus_image", settings.get("monitoring_prometheus_image"), _rules.image_ref)
-    for name in ("monitoring_uid", "monitoring_gid"):
+    for name in ("monitoring_uid", "monitoring_gid", "monitoring_alert_queue_waiting_threshold"):
         problems.check(name, settings.get(name), _rules.non_negative_int)
+    for name in ("monitoring_alert_kv_cache_threshold", "monitoring_alert_gateway_error_ratio"):
+        problems.check(name, settings.get(name), _rules.fraction)
+    problems.check("monitoring_alert_ttft_p95_seconds", settings.get("monitoring_alert_ttft_p95_seconds"), _rules.positive_number)
     if _rules.port(settings.get("monitoring_port")) is None:
         port = int(settings.get("monitoring_port"))
         if port in plan["published_ports"]:

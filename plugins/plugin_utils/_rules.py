@@ -53,8 +53,19 @@ def positive_int(value):
 
 
 def non_negative_int(value):
-    if not is_int(value):
+    if not is_int(value) or int(value) < 0:
         return "a whole number of 0 or more"
+    return None
+
+
+def positive_number(value):
+    """A number above 0 (a threshold in seconds, say)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "a number above 0, e.g. 2.5"
+    if isinstance(value, bool) or not number > 0:
+        return "a number above 0, e.g. 2.5"
     return None
 
 

@@ -19,6 +19,13 @@ import sys
 import pytest
 import yaml
 
+
+def slow_tail(fast, slow):
+    """Values for minutes 13-20 of a counter that grew by FAST's step for 12 minutes, then by SLOW's."""
+    fast_step = int(fast.split("+")[1].split("x")[0])
+    slow_step = int(slow.split("+")[1].split("x")[0])
+    return " ".join(str(12 * fast_step + slow_step * minute) for minute in range(1, 9))
+
 pytestmark = pytest.mark.integration
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -45,7 +52,24 @@ def render(tmp_path, **overrides):
     return dest
 
 
+def runbooks(rules):
+    """{alert: its runbook annotation} of a rendered rules file (the text is not what these tests check)."""
+    groups = yaml.safe_load(rules.read_text())["groups"]
+    return {rule["alert"]: rule["annotations"]["runbook"] for group in groups for rule in group["rules"]}
+
+
+def with_runbooks(rules, tests):
+    """Add each alert's runbook to its expected annotations (promtool compares the whole set)."""
+    books = runbooks(rules)
+    for test in tests:
+        for case in test["alert_rule_test"]:
+            for alert in case["exp_alerts"]:
+                alert["exp_annotations"].setdefault("runbook", books[case["alertname"]])
+    return tests
+
+
 def run_tests(tmp_path, rules, tests):
+    tests = with_runbooks(rules, tests)
     spec = tmp_path / "tests.yml"
     spec.write_text(yaml.safe_dump({"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": tests}, sort_keys=False))
     proc = subprocess.run([promtool(), "test", "rules", str(spec)], capture_output=True, text=True, timeout=120, check=False)
@@ -83,6 +107,33 @@ def kv_cache(usage, percent=90):
                                             "description": "KV cache usage is 95%: requests get preempted."}}])
 
 
+def ttft(per_minute):
+    """vLLM's time-to-first-token histogram with these per-minute increments per bucket (le -> count)."""
+    series = [{"series": f'vllm:time_to_first_token_seconds_bucket{{model_name="qwen3-8b", instance="e0:8001", le="{le}"}}',
+               "values": values} for le, values in per_minute.items()]
+    return alert_test(series, "LLMStackTimeToFirstTokenHigh", "20m",
+                      [{"exp_labels": {"severity": "warning", "model_name": "qwen3-8b"},
+                        "exp_annotations": {"summary": "p95 time to first token of qwen3-8b above 2.0 s for 10 minutes",
+                                            "description": "The 95th percentile of vLLM's time to first token is 4.792s."}}])
+
+
+SLOW = {"0.5": "0+10x20", "1.0": "0+20x20", "2.5": "0+40x20", "5.0": "0+100x20", "+Inf": "0+100x20"}  # p95 4.79 s
+FAST = {"0.5": "0+50x20", "1.0": "0+90x20", "2.5": "0+100x20", "5.0": "0+100x20", "+Inf": "0+100x20"}  # p95 1.75 s
+# Fast for 12 minutes, then slow for 8 (less than the rule's 10 minutes).
+SLOW_LATE = {le: f"0+{FAST[le].split('+')[1].split('x')[0]}x12 {slow_tail(FAST[le], SLOW[le])}" for le in FAST}
+
+
+def gateway(failed_per_minute, total_per_minute=100):
+    series = [{"series": 'litellm_proxy_failed_requests_metric_total{requested_model="qwen3-8b", exception_status="500"}',
+               "values": f"0+{failed_per_minute}x20"},
+              {"series": 'litellm_proxy_total_requests_metric_total{requested_model="qwen3-8b"}',
+               "values": f"0+{total_per_minute}x20"}]
+    return alert_test(series, "LLMStackGatewayErrorRatio", "15m",
+                      [{"exp_labels": {"severity": "critical"},
+                        "exp_annotations": {"summary": "More than 5.0% of the gateway's requests fail",
+                                            "description": "6% of the requests through LiteLLM failed over the last 5 minutes."}}])
+
+
 def quiet(test):
     """The same input, expecting no alert at the evaluation time."""
     for case in test["alert_rule_test"]:
@@ -99,7 +150,9 @@ def rules(tmp_path_factory):
     (target_down("1 0 0 0"), "down for 2 minutes"),
     (queue(["6x10", "6x10"]), "12 waiting over two engines of one model, above 10 for 10 minutes"),
     (kv_cache("0.95x10"), "95 % for 10 minutes"),
-], ids=["target-down", "queue", "kv-cache"])
+    (ttft(SLOW), "p95 4.79 s for 20 minutes"),
+    (gateway(6), "6 % of the requests fail for 20 minutes"),
+], ids=["target-down", "queue", "kv-cache", "ttft", "gateway-errors"])
 def test_alert_fires(tmp_path, rules, test, why):
     rc, out = run_tests(tmp_path, rules, [test])
     assert rc == 0, f"{why}: {out}"
@@ -112,7 +165,12 @@ def test_alert_fires(tmp_path, rules, test, why):
     (quiet(queue(["1x6 12 12 12 12"])), "above the threshold for the last 3 minutes only"),
     (quiet(kv_cache("0.9x10")), "90 % is not above 0.9"),
     (quiet(kv_cache("0.5x6 0.95 0.95 0.95 0.95")), "above for the last 3 minutes only"),
-], ids=["up", "down-briefly", "queue-at-threshold", "queue-short", "kv-at-threshold", "kv-short"])
+    (quiet(ttft(FAST)), "p95 1.75 s"),
+    (quiet(ttft(SLOW_LATE)), "slow for the last 8 minutes only"),
+    (quiet(gateway(4)), "4 % fail"),
+    (quiet(gateway(0, 0)), "no traffic at all (0/0 is no alert)"),
+], ids=["up", "down-briefly", "queue-at-threshold", "queue-short", "kv-at-threshold", "kv-short",
+        "ttft-fast", "ttft-short", "gateway-few-errors", "gateway-idle"])
 def test_alert_stays_quiet(tmp_path, rules, test, why):
     rc, out = run_tests(tmp_path, rules, [test])
     assert rc == 0, f"{why}: {out}"
@@ -125,8 +183,10 @@ def test_a_firing_expectation_on_a_quiet_series_fails(tmp_path, rules):
 
 
 def test_thresholds_come_from_the_variables(tmp_path):
-    rules = render(tmp_path, monitoring_alert_queue_waiting_threshold=20, monitoring_alert_kv_cache_threshold=0.97)
-    rc, out = run_tests(tmp_path, rules, [quiet(queue(["6x10", "6x10"])), quiet(kv_cache("0.95x10"))])
+    rules = render(tmp_path, monitoring_alert_queue_waiting_threshold=20, monitoring_alert_kv_cache_threshold=0.97,
+                   monitoring_alert_ttft_p95_seconds=5, monitoring_alert_gateway_error_ratio=0.1)
+    rc, out = run_tests(tmp_path, rules, [quiet(queue(["6x10", "6x10"])), quiet(kv_cache("0.95x10")), quiet(ttft(SLOW)),
+                                          quiet(gateway(6))])
     assert rc == 0, out
     rc, out = run_tests(tmp_path, rules, [queue(["11x10", "1x10"], threshold=20)])
     assert rc != 0, "12 waiting must not fire with the threshold at 20"

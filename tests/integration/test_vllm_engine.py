@@ -410,7 +410,9 @@ def test_metrics_have_what_the_collection_uses(engine):
     vllm = {name: info for name, info in families.items() if name.startswith("vllm:")}
     used = metric_names_used()
     assert {"vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"} <= set(used), "the alert rules' metrics were found"
-    missing = {name: sorted(files) for name, files in used.items() if name not in vllm and name.removesuffix("_total") not in vllm}
+    # A counter's samples end in _total, a histogram's in _bucket/_sum/_count; the family has the bare name.
+    missing = {name: sorted(files) for name, files in used.items()
+               if name not in vllm and re.sub(r"_(total|bucket|sum|count)$", "", name) not in vllm}
     assert not missing, f"the collection uses vLLM metrics the engine does not export: {missing}"
     assert "vllm:gpu_cache_usage_perc" not in vllm
     assert {"model_name", "engine"} <= vllm["vllm:num_requests_waiting"]["labels"]
