@@ -49,6 +49,10 @@ start() {
 }
 
 push() {
+  # Two scenarios may push at once (the same tags): one at a time.
+  mkdir -p /var/tmp/llmops-harness-locks
+  exec 7>/var/tmp/llmops-harness-locks/registry-push.lock
+  flock 7
   running || start >/dev/null
   local port start_s ref tag
   port=$(host_port)
