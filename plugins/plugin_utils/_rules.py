@@ -13,6 +13,7 @@ the validation report puts after the variable's name and the value given.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 
 # Image reference: [registry[:port]/]path[:tag][@sha256:<64 hex>] (the distribution reference grammar, simplified).
@@ -64,7 +65,7 @@ def positive_number(value):
         number = float(value)
     except (TypeError, ValueError):
         return "a number above 0, e.g. 2.5"
-    if isinstance(value, bool) or not number > 0:
+    if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
         return "a number above 0, e.g. 2.5"
     return None
 

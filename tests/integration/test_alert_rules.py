@@ -26,6 +26,7 @@ def slow_tail(fast, slow):
     slow_step = int(slow.split("+")[1].split("x")[0])
     return " ".join(str(12 * fast_step + slow_step * minute) for minute in range(1, 9))
 
+
 pytestmark = pytest.mark.integration
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
