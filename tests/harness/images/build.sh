@@ -111,8 +111,10 @@ build_one() {
     [ -f "$f" ] || { echo "build: $name needs $f, which is missing" >&2; return 1; }
   done
   tag=$repo/$name:$(input_hash "$name")
-  # Tests that run side by side (pytest -n) may ask for the same image at once: one builds it, the
-  # others wait here and find it cached. The lock is held until this script exits.
+  # Tests that run side by side (pytest -n, the suite's background build) may ask for the same image
+  # at once: one builds it, the others wait here and find it cached. One lock at a time, released
+  # at the end of this function: holding one image's lock while waiting for another's deadlocks two
+  # callers that name the same images in another order.
   mkdir -p "$lockdir"
   exec {lock_fd}>"$lockdir/image-$name.lock"
   flock "$lock_fd"
@@ -146,6 +148,7 @@ build_one() {
   # Drop the tags of earlier recipes of this image (the disk they hold goes with the last tag).
   docker images --format '{{.Repository}}:{{.Tag}}' "$repo/$name" | grep -E ':[0-9a-f]{12}$' | grep -vx "$tag" \
     | xargs -r docker rmi >/dev/null 2>&1 || true
+  exec {lock_fd}>&-
   echo "$tag"
 }
 
