@@ -24,16 +24,22 @@ NOOP_PLAY = "No-op play that only gathers facts"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def parse(lines):
-    """Return {(scenario, stage): seconds} from molecule output lines."""
+def staged(lines):
+    """Yield (scenario, stage) or None, and each line without colours, for the lines that are not stage lines."""
     current = None
-    times = {}
     for raw in lines:
         line = ANSI.sub("", raw)
         stage = STAGE.search(line)
         if stage:
             current = (stage.group(1) or stage.group(3), stage.group(2) or stage.group(4))
             continue
+        yield current, line
+
+
+def parse(lines):
+    """Return {(scenario, stage): seconds} from molecule output lines."""
+    times = {}
+    for current, line in staged(lines):
         play = PLAY_TIMER.search(line)
         if play and current and json.loads(play.group(1)) == NOOP_PLAY:
             times[(current[0], "noop")] = times.get((current[0], "noop"), 0.0) + float(play.group(2))
@@ -46,17 +52,12 @@ def parse(lines):
 
 def slowest(lines, count=SLOWEST):
     """Return the `count` slowest tasks as (seconds, scenario, stage, task), slowest first."""
-    current = ("?", "?")
     tasks = []
-    for raw in lines:
-        line = ANSI.sub("", raw)
-        stage = STAGE.search(line)
-        if stage:
-            current = (stage.group(1) or stage.group(3), stage.group(2) or stage.group(4))
-            continue
+    for current, line in staged(lines):
         task = TASK_TIMER.search(line)
         if task:
-            tasks.append((float(task.group(2)), current[0], current[1], json.loads(task.group(1))))
+            scenario, stage = current or ("?", "?")
+            tasks.append((float(task.group(2)), scenario, stage, json.loads(task.group(1))))
     return sorted(tasks, reverse=True)[:count]
 
 
