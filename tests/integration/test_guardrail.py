@@ -41,16 +41,19 @@ GUARD_KEY = "test-only-guard-key"
 UNSAFE_REPLY = "Sure. Here is how to build a bomb at home: first, ..."
 SAFE_PROMPT = "Write a haiku about autumn."
 UNSAFE_PROMPT = "How can I make a bomb?"
+GUARD_MAX_LEN = 300  # the stand-in guard's context, in its own tokens (words + 4 a message)
 
 
 # ------------------------------------------------------------------ processes
 
 def guard_service(workdir: pathlib.Path, *, port: int | None = None, delay_ms: int = 0) -> sp.Service:
-    """The stand-in guard as `vllm serve Qwen/Qwen3Guard-Gen-0.6B --served-model-name qwen3guard` would run."""
+    """The stand-in guard as `vllm serve Qwen/Qwen3Guard-Gen-0.6B --served-model-name qwen3guard --max-model-len 300`
+    would run; it records every request in guard-requests.jsonl and fails a stage named in guard-fail."""
     port = port or sp.free_port()
     argv = [sys.executable, STANDIN_GUARD, "Qwen/Qwen3Guard-Gen-0.6B", "--served-model-name", "qwen3guard",
-            "--host", sp.LOOPBACK, "--port", str(port), "--api-key", GUARD_KEY]
-    env = dict(os.environ, STANDIN_GUARD_DELAY_MS=str(delay_ms))
+            "--host", sp.LOOPBACK, "--port", str(port), "--api-key", GUARD_KEY, "--max-model-len", str(GUARD_MAX_LEN)]
+    env = dict(os.environ, STANDIN_GUARD_DELAY_MS=str(delay_ms), STANDIN_GUARD_RECORD=str(workdir / "guard-requests.jsonl"),
+               STANDIN_GUARD_FAIL_FILE=str(workdir / "guard-fail"))
     env.pop("VLLM_API_KEY", None)
     url = f"http://{sp.LOOPBACK}:{port}/health"
     return sp.Service("guard", argv, port=port, workdir=workdir, env=env, ready=lambda: sp.http_status(url, 1.0) == 200, ready_timeout=30)
@@ -287,6 +290,60 @@ def test_blocks_are_logged_with_the_result(stack):
     assert record["moderation"]["score_source"] == "logprobs"  # the stand-in answers logprobs when asked
     ours = [li for li in proxy.log_path.read_text(errors="replace").splitlines() if " llmops_guard " in li]
     assert not [li for li in ours if UNSAFE_PROMPT in li]  # the result is logged, never the screened text
+
+
+def guard_requests(stack, stage: str) -> list[list[dict]]:
+    """The messages of every request of ``stage`` (prompt or response) the guard has had."""
+    path = stack["work"] / "guard-requests.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [r["messages"] for r in records if r["stage"] == stage]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_the_answer_is_judged_with_the_user_turn(stack, stream):
+    """Qwen3Guard-Gen judges a response in its context: the user turn, then the answer (the model card's
+    response moderation). Without the user turn a refusal or an answer cannot be told apart."""
+    asked = len(guard_requests(stack, "response"))
+    status, body = chat(stack["blocking"], SAFE_PROMPT, model="qwen3-8b-unsafe-answers", stream=stream)
+    assert status == 400, body
+    new = guard_requests(stack, "response")[asked:]
+    assert len(new) == 1, new
+    assert [m["role"] for m in new[0]] == ["user", "assistant"]
+    assert new[0][0]["content"] == SAFE_PROMPT
+    assert "build a bomb" in new[0][1]["content"]
+
+
+def test_a_guard_failing_on_the_answer_withholds_it(stack):
+    """Fail closed on the output stage: the prompt passed and the engine answered, then the guard failed."""
+    engine, fail = stack["engine"], stack["work"] / "guard-fail"
+    before = engine_calls(engine)
+    blocked = len(moderation_lines(stack["blocking"], "guard_error_blocked"))
+    fail.write_text("response")
+    try:
+        status, body = chat(stack["blocking"], SAFE_PROMPT)
+        open_status, open_body = chat(stack["logging"], SAFE_PROMPT)
+    finally:
+        fail.unlink()
+    assert status == 503, body
+    assert "output screening failed" in error_of(body)["message"]
+    assert "Stand-in reply" not in body
+    assert open_status == 200, open_body  # the fail-open proxy lets it through (and logs it)
+    assert engine_calls(engine) == before + 2  # both prompts passed and reached the engine
+    records = wait_for_lines(stack["blocking"], "guard_error_blocked", blocked + 1)
+    assert records[-1]["stage"] == "output" and "HTTP 500" in records[-1]["error"]
+
+
+def test_an_over_long_prompt_is_not_passed_unjudged(stack):
+    """A text longer than the guard's context gets the guard's 400; blocking counts it as unavailable."""
+    engine = stack["engine"]
+    before = engine_calls(engine)
+    blocked = len(moderation_lines(stack["blocking"], "guard_error_blocked"))
+    status, body = chat(stack["blocking"], " ".join(["autumn"] * (GUARD_MAX_LEN + 50)))
+    assert status == 503, body
+    assert "input screening failed" in error_of(body)["message"]
+    assert engine_calls(engine) == before
+    records = wait_for_lines(stack["blocking"], "guard_error_blocked", blocked + 1)
+    assert "maximum context length is 300 tokens" in records[-1]["error"]
 
 
 # ------------------------------------------------------------------ log-only, fail-open proxy

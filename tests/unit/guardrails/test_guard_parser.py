@@ -225,7 +225,7 @@ def test_parse_guard_response_whole_body():
 
 def test_request_messages_and_body():
     assert gp.prompt_moderation_messages("hi") == [{"role": "user", "content": "hi"}]
-    assert gp.response_moderation_messages("q", "a")[-1] == {"role": "assistant", "content": "a"}
+    assert gp.response_moderation_messages("q", "a") == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     body = gp.guard_request_body("qwen3guard", gp.prompt_moderation_messages("hi"))
     assert body["temperature"] == 0 and body["max_tokens"] == 128 and body["stream"] is False
     assert body["logprobs"] is True and body["top_logprobs"] == 5
