@@ -24,12 +24,8 @@ import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-TASK_FILES = sorted(
-    [p for p in ROOT.glob("roles/*/tasks/*.yml")]
-    + [p for p in ROOT.glob("roles/*/handlers/*.yml")]
-    + [p for p in ROOT.glob("playbooks/*.yml")]
-    + [ROOT / "site.yml"]
-)
+TASK_FILES = sorted([*ROOT.glob("roles/*/tasks/*.yml"), *ROOT.glob("roles/*/handlers/*.yml"), *ROOT.glob("playbooks/*.yml"),
+                     ROOT / "site.yml"])
 BLOCK_KEYS = ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers")
 
 
