@@ -135,6 +135,18 @@ def gateway(failed_per_minute, total_per_minute=100):
                                             "description": "6% of the requests through LiteLLM failed over the last 5 minutes."}}])
 
 
+def fallbacks(successful, failed="0x20"):
+    series = [{"series": 'litellm_deployment_successful_fallbacks_total{requested_model="qwen3-8b", fallback_model="qwen3-8b-backup"}',
+               "values": successful},
+              {"series": 'litellm_deployment_failed_fallbacks_total{requested_model="qwen3-8b", fallback_model="qwen3-8b-backup"}',
+               "values": failed}]
+    return alert_test(series, "LLMStackGatewayFallbacks", "15m",
+                      [{"exp_labels": {"severity": "warning", "requested_model": "qwen3-8b"},
+                        "exp_annotations": {
+                            "summary": "Requests for qwen3-8b have been going to fallbacks for 5 minutes",
+                            "description": "0.05 fallbacks a second: every deployment of qwen3-8b failed for these requests."}}])
+
+
 def quiet(test):
     """The same input, expecting no alert at the evaluation time."""
     for case in test["alert_rule_test"]:
@@ -153,7 +165,9 @@ def rules(tmp_path_factory):
     (kv_cache("0.95x10"), "95 % for 10 minutes"),
     (ttft(SLOW), "p95 4.79 s for 20 minutes"),
     (gateway(6), "6 % of the requests fail for 20 minutes"),
-], ids=["target-down", "queue", "kv-cache", "ttft", "gateway-errors"])
+    (fallbacks("0+3x20"), "3 successful fallbacks a minute for 20 minutes"),
+    (fallbacks("0x20", "0+3x20"), "3 failed fallbacks a minute for 20 minutes"),
+], ids=["target-down", "queue", "kv-cache", "ttft", "gateway-errors", "fallbacks", "failed-fallbacks"])
 def test_alert_fires(tmp_path, rules, test, why):
     rc, out = run_tests(tmp_path, rules, [test])
     assert rc == 0, f"{why}: {out}"
@@ -170,8 +184,10 @@ def test_alert_fires(tmp_path, rules, test, why):
     (quiet(ttft(SLOW_LATE)), "slow for the last 8 minutes only"),
     (quiet(gateway(4)), "4 % fail"),
     (quiet(gateway(0, 0)), "no traffic at all (0/0 is no alert)"),
+    (quiet(fallbacks("5x20")), "a counter that stopped growing"),
+    (quiet(fallbacks("0x12 1 2 3 4 5 6 7 8")), "fallbacks in the last 8 minutes only, the rate above 0 for less than 5 at 15m"),
 ], ids=["up", "down-briefly", "queue-at-threshold", "queue-short", "kv-at-threshold", "kv-short",
-        "ttft-fast", "ttft-short", "gateway-few-errors", "gateway-idle"])
+        "ttft-fast", "ttft-short", "gateway-few-errors", "gateway-idle", "fallbacks-none", "fallbacks-short"])
 def test_alert_stays_quiet(tmp_path, rules, test, why):
     rc, out = run_tests(tmp_path, rules, [test])
     assert rc == 0, f"{why}: {out}"

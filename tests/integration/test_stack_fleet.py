@@ -257,7 +257,7 @@ def promtool():
 
 @pytest.mark.parametrize("host", GATEWAYS)
 def test_promtool_accepts_the_gateways_config(fleet, promtool, host):
-    assert "SUCCESS: 5 rules found" in sf.promtool_check(promtool, stack(fleet, host))
+    assert "SUCCESS: 6 rules found" in sf.promtool_check(promtool, stack(fleet, host))
 
 
 @pytest.fixture(scope="module")

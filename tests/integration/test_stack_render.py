@@ -224,7 +224,7 @@ def promtool():
 
 @pytest.mark.parametrize("name", WITH_MONITORING)
 def test_promtool_accepts_config_and_rules(rendered, promtool, name):
-    assert "SUCCESS: 5 rules found" in sf.promtool_check(promtool, rendered[name])
+    assert "SUCCESS: 6 rules found" in sf.promtool_check(promtool, rendered[name])
 
 
 @pytest.fixture(scope="module")
