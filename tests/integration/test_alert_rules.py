@@ -10,14 +10,19 @@ overrides it). A rule whose expression, threshold, duration or text changes make
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import stack_processes as sp  # noqa: E402  (tests/integration is not a package)
 
 
 def slow_tail(fast, slow):
@@ -214,3 +219,22 @@ def test_thresholds_come_from_the_variables(tmp_path):
                             "description": "21 requests are waiting: the engine cannot keep up; add GPUs or lower max_model_len."}}]
     rc, out = run_tests(tmp_path, rules, [fired])
     assert rc == 0, out
+
+
+def test_the_litellm_metrics_named_are_defined_by_the_pinned_litellm(rules):
+    """Every LiteLLM metric of the rules (expressions and runbooks) is one the pinned release defines
+    (its DEFINED_PROMETHEUS_METRICS), so a rename upstream fails here. The vLLM names are held against
+    a live engine in test_vllm_engine.py and molecule."""
+    used = sorted({re.sub(r"_total$", "", name) for name in re.findall(r"\blitellm_[a-z_]+", rules.read_text())})
+    assert "litellm_deployment_successful_fallbacks" in used and len(used) >= 5, used
+    venv = sp.litellm_venv()
+    proc = subprocess.run([str(venv / "bin" / "python"), "-c",
+                           "import json, typing\n"
+                           "from litellm.types.integrations.prometheus import DEFINED_PROMETHEUS_METRICS as names\n"
+                           "print(json.dumps(typing.get_args(names)))"],
+                          capture_output=True, text=True, timeout=300, check=False, env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"))
+    assert proc.returncode == 0, proc.stderr
+    defined = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert len(defined) > 50
+    assert [name for name in used if name not in defined] == []
+
