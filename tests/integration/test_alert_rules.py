@@ -237,4 +237,3 @@ def test_the_litellm_metrics_named_are_defined_by_the_pinned_litellm(rules):
     defined = set(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert len(defined) > 50
     assert [name for name in used if name not in defined] == []
-
