@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _gateway, _models, _monitoring, _rules, _services
+from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _gateway, _image_refs, _models, _monitoring, _rules, _services
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._engines import check_gpu_shares, gpu_set, host_engines
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._problems import Problem, Problems
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._settings import HostSettings, all_defaults
@@ -101,6 +101,18 @@ def _images(settings):
     return images
 
 
+def _image_variables(settings):
+    """The variable each image comes from (its version where the image is left to the default)."""
+    return {
+        "engine": "inference_engine_image" if settings.get("inference_engine_image") else "inference_engine_version",
+        "litellm": "gateway_litellm_image" if settings.get("gateway_litellm_image") else "gateway_litellm_version",
+        "redis": "gateway_redis_image",
+        "prometheus": "monitoring_prometheus_image",
+        "guard": "moderation_image" if settings.get("moderation_image") else
+                 ("inference_engine_image" if settings.get("inference_engine_image") else "inference_engine_version"),
+    }
+
+
 def _guard(settings, entries, problems, engines):
     alias = settings.get("moderation_alias")
     model = entries.get(alias) if isinstance(alias, str) else None
@@ -169,6 +181,8 @@ def _check_common(settings, problems):
     registry = settings.get("gpu_stack_registry") or ""
     if registry and not re.match(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$", str(registry)):
         problems.add("gpu_stack_registry", registry, "a registry host[:port] with an optional path, e.g. registry.internal:5000")
+    for variable, value, expected in _image_refs.lock_problems(settings.get("gpu_stack_image_lock")):
+        problems.add(variable, value, expected)
 
 
 def _secret(problems, settings, name, *, prefix=None):
@@ -198,6 +212,8 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
     address, address_from = host_address(settings)
     entries = _entries(settings, problems)
     images = _images(settings)
+    image_variables = _image_variables(settings)
+    lock = settings.get("gpu_stack_image_lock") if isinstance(settings.get("gpu_stack_image_lock"), Mapping) else {}
     registry = settings.get("gpu_stack_registry") or ""
     moderation = place.is_gateway and bool(settings.get("moderation_enabled"))
     monitoring = place.is_gateway and bool(settings.get("monitoring_enabled"))
@@ -300,19 +316,31 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
         "services": {},
         "service_roles": {},
         "images": {},
+        "image_refs": {},
+        "image_variables": {},
         "secrets": {},
         "firewall": firewall,
         "published_ports": published,
         "port_variables": port_variables,
     }
 
-    def add(role, name, service, image):
+    def add(role, name, service, kind):
         if role not in plan["roles"]:
             plan["roles"].append(role)
-        # compose.yaml runs the image the roles pull or load: the one from gpu_stack_registry.
-        plan["images"][name] = with_registry(image, registry)
+        # compose.yaml runs the image the roles pull or load: the one from gpu_stack_registry, with its
+        # digest from gpu_stack_image_lock where the lock has it (plugin_utils/_image_refs.py).
+        ref = with_registry(images[kind], registry)
+        variable = image_variables[kind]
+        plan["image_refs"][name] = {"ref": ref, "variable": variable}
+        plan["images"][name] = _image_refs.pin(ref, lock)
+        plan["image_variables"][plan["images"][name]] = variable
         plan["services"][name] = _services.escape(dict(service, image=plan["images"][name]))
         plan["service_roles"][name] = role
+        if settings.get("gpu_stack_image_lock_required") and not plan["image_tarballs"] \
+                and not _image_refs.split(plan["images"][name])[2]:
+            problems.add(variable, settings.get(variable) or ref,
+                         "an image pinned by digest (gpu_stack_image_lock_required): %s is in no gpu_stack_image_lock "
+                         "entry; run playbooks/lock_images.yml, or give name:tag@sha256:<digest>" % ref)
 
     for engine in engines:
         engine["start_period"] = _start_period(settings.get("inference_engine_health_start_period"), accelerator)
@@ -321,7 +349,7 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
             env_file=root + "/secrets/engine.env", shm_size=settings.get("inference_engine_shm_size"),
             ipc_host=bool(settings.get("inference_engine_ipc_host")), cpu_kvcache_space=settings.get("inference_engine_cpu_kvcache_space"),
             health_start_period=_start_period(settings.get("inference_engine_health_start_period"), accelerator), logging_config=True,
-            ports=engine_ports[engine["name"]]), images["engine"])
+            ports=engine_ports[engine["name"]]), "engine")
     if engines:
         plan["secrets"]["engine"] = {"VLLM_API_KEY": [host, "inference_engine_api_key"]}
     _check_engine_settings(settings, problems, accelerator, engines)
@@ -333,7 +361,7 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
             cpu_kvcache_space=settings.get("inference_engine_cpu_kvcache_space"),
             health_start_period=_int(settings.get("moderation_health_start_period"), 600), logging_config=False,
             # Two vLLM instances may share a GPU: the guard starts after the main engine has taken its share.
-            depends_on=[e["name"] for e in engines]), images["guard"])
+            depends_on=[e["name"] for e in engines]), "guard")
         plan["secrets"]["moderation-engine"] = {"VLLM_API_KEY": [host, "moderation_api_key"]}
 
     if place.is_gateway:
@@ -375,6 +403,15 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
                 if _rules.ipv4_source(source):
                     problems.add("inference_engine_allowed_sources" if entry in firewall["engine"] else "gpu_stack_address",
                                  source, _rules.ipv4_source(source))
+    pinned = sorted(ref for ref in plan["images"].values() if _image_refs.split(ref)[2])
+    if settings.get("gpu_stack_image_lock_required") and plan["image_tarballs"] and plan["images"]:
+        problems.add("gpu_stack_image_lock_required", True, "false on a host that loads gpu_stack_image_tarballs (a loaded "
+                     "image keeps no registry digest, so none of its images can be pinned)")
+    elif pinned and plan["image_tarballs"]:
+        problems.add("gpu_stack_image_tarballs", plan["image_tarballs"],
+                     "no tarballs on a host whose images are pinned by digest (%s): Docker keeps no registry digest for a "
+                     "loaded image, so a pinned one cannot be found or checked; pull these hosts from a registry, or leave "
+                     "their images unpinned" % ", ".join(pinned))
     _check_secrets(settings, problems, plan)
     for problem in problems:
         problem.host = problem.host or host
@@ -498,12 +535,12 @@ def _gateway_part(fleet, settings, place, host, *, problems, plan, add, images, 
         workers=_int(settings.get("gateway_num_workers"), 1),
         max_requests_before_restart=_int(settings.get("gateway_max_requests_before_restart"), 0),
         bind_address=settings.get("gateway_bind_address"), port=_int(settings.get("gateway_port"), 4000),
-        guardrail_files=guard_files, depends_on=depends), images["litellm"])
+        guardrail_files=guard_files, depends_on=depends), "litellm")
     if runs_redis:
         problems.check("gateway_redis_image", settings.get("gateway_redis_image"), _rules.image_ref)
         add("gateway", "redis-cache", _services.redis_service(image=images["redis"], root=root,
                                                               env_file=root + "/secrets/redis-cache.env", ports=redis_ports),
-            images["redis"])
+            "redis")
         plan["secrets"]["redis-cache"] = {"REDIS_PASSWORD": [host, "gateway_redis_password"]}
     secrets = {"LITELLM_MASTER_KEY": [host, "gateway_master_key"],
                "REDIS_PASSWORD": [first if (not external and not runs_redis) else host, "gateway_redis_password"]}
@@ -563,7 +600,7 @@ def _monitoring_part(fleet, settings, place, host, *, problems, plan, add, image
     add("monitoring", "prometheus", _services.prometheus_service(
         image=images["prometheus"], root=root, uid=settings.get("monitoring_uid"), gid=settings.get("monitoring_gid"),
         retention=settings.get("monitoring_retention"), bind_address=settings.get("monitoring_bind_address"),
-        port=_int(settings.get("monitoring_port"), 9090)), images["prometheus"])
+        port=_int(settings.get("monitoring_port"), 9090)), "prometheus")
     jobs = ["litellm-proxy", "inference-engine"] + (["moderation-engine"] if guard else [])
     return {"prometheus_config": config, "jobs": jobs}
 

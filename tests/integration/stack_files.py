@@ -81,13 +81,14 @@ class Run:
     """One ansible-playbook run of render_stack.yml, started at once; :meth:`result` waits for it.
     Runs that do not depend on each other go side by side (each keeps about one core busy)."""
 
-    def __init__(self, inventory, args, *, env_extra=None, check=True, json_output=True, timeout=1500):
+    def __init__(self, inventory, args, *, env_extra=None, check=True, json_output=True, timeout=1500, playbook=PLAYBOOK):
         env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
                    **(env_extra or {}))
         if json_output:
             env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
-        self.args = [str(a) for a in [BIN / "ansible-playbook", "-i", inventory, PLAYBOOK, *args]]
+        self.args = [str(a) for a in [BIN / "ansible-playbook", "-i", inventory, playbook, *args]]
         self.check, self.json_output, self.timeout = check, json_output, timeout
+        self.name = pathlib.Path(str(playbook)).name
         self.out, self.err = tempfile.TemporaryFile(mode="w+"), tempfile.TemporaryFile(mode="w+")
         self.popen = subprocess.Popen(self.args, stdout=self.out, stderr=self.err, text=True, env=env, cwd=ROOT)
         self.proc = None
@@ -113,13 +114,13 @@ class Run:
         proc = self.proc
         if self.check:
             assert proc.returncode == 0 and (proc.result is not None or not self.json_output), (
-                f"render_stack.yml failed ({proc.returncode}):\n{failures(proc) if proc.result else proc.stdout[-8000:]}\n"
+                f"{self.name} failed ({proc.returncode}):\n{failures(proc) if proc.result else proc.stdout[-8000:]}\n"
                 f"{proc.stderr[-3000:]}")
         return proc
 
 
 def playbook(inventory, *args, background=False, **kwargs):
-    """ansible-playbook render_stack.yml: the finished process, or with background the :class:`Run`."""
+    """ansible-playbook render_stack.yml (or ``playbook=``): the finished process, or with background the :class:`Run`."""
     started = Run(inventory, args, **kwargs)
     return started if background else started.result()
 
