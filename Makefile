@@ -10,7 +10,7 @@ ARGS ?=
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv deploy test lint sanity units pytest molecule build install docs clean
+.PHONY: venv deploy test lint sanity units pytest molecule build install docs clean pip-locks
 
 venv: $(VENV)/.installed
 
@@ -58,3 +58,8 @@ clean:
 .PHONY: docs
 docs: venv
 	python tools/role_docs.py
+
+# model_store's hash locks (roles/model_store/files/pip/*.txt) for the client versions of its defaults:
+# run after changing one of them, review the diff (tools/pip_locks.sh; test_pip_lock.py fails while stale).
+pip-locks:
+	tools/pip_locks.sh

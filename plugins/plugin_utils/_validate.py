@@ -36,11 +36,11 @@ try:  # ansible-core 2.19's data tags: where a value came from
 except ImportError:  # other cores: no origin, no harm
     Origin = None
 
-from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _rules
+from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _pip_lock, _rules
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._plan import stack_plan
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._prerequisites import host_problems
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._problems import Problem, Problems
-from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._settings import SECRETS, HostSettings, roles_dir
+from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._settings import SECRETS, HostSettings, role_defaults, roles_dir
 
 # Roles and their variable prefixes (every role of the collection).
 ROLE_PREFIXES = {
@@ -155,6 +155,35 @@ def _variable_root(variable: str) -> str:
     return re.split(r"[\[.]", variable, maxsplit=1)[0]
 
 
+def client_lock_problems(given: Mapping, plan: Mapping) -> list:
+    """(variable, value, expected) for model_store's hash lock of the host's download clients: it must
+    exist and pin the client versions with hashes (roles/model_store/files/pip, tools/pip_locks.sh)."""
+    defaults = {**role_defaults("_common"), **role_defaults("model_store")}
+
+    def value(name):
+        return given[name] if name in given else defaults.get(name)
+
+    aliases = value("model_store_aliases") or plan.get("models") or []
+    if not value("model_store_download") or not value("model_store_pip_require_hashes") or not aliases:
+        return []
+    models = value("gpu_stack_models") if isinstance(value("gpu_stack_models"), list) else []
+    huggingface = any(isinstance(m, Mapping) and m.get("alias") in aliases and m.get("source") == "huggingface" for m in models)
+    wanted = {"modelscope": ["model_store_modelscope_version", value("model_store_modelscope_version")],
+              "modelscope-hub": ["model_store_modelscope_hub_version", value("model_store_modelscope_hub_version")]}
+    if huggingface:
+        wanted["huggingface_hub"] = ["model_store_huggingface_hub_version", value("model_store_huggingface_hub_version")]
+    own = value("model_store_pip_requirements") or ""
+    if own and not os.path.isabs(str(own)):
+        return [("model_store_pip_requirements", own, "an absolute path on the controller")]
+    source = str(own) if own else _pip_lock.lock_file(os.path.join(roles_dir(), "model_store", "files"), huggingface)
+    try:
+        with open(source, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError:
+        text = None
+    return _pip_lock.problems(text, wanted, source, own=bool(own))
+
+
 def validate(hosts, hostvars, groups, *, purpose="deploy", gather_warnings=True):
     """(plans, problems, warnings) for every host of ``hosts``."""
     problems = Problems()
@@ -213,6 +242,9 @@ def validate(hosts, hostvars, groups, *, purpose="deploy", gather_warnings=True)
         for name, rule in VALUE_RULES.items():
             if name in given:
                 found.check(name, given[name], rule)
+        if plan and purpose in ("deploy", "rolling_update"):
+            for variable, value, expected in client_lock_problems(given, plan):
+                found.add(variable, value, expected)
         found.extend(plan_problems)
         raw = raw_all.get(host) or {}
         seen = set()
