@@ -13,7 +13,7 @@ The real tools:
   llmops-test/compose image (tests/harness/images/compose), with the paths it names mounted
   read-only. The roles' own check (``gpu_stack_validate: true``) calls it the same way.
 * the pinned LiteLLM (``--validate_config``) from the virtualenv of tests/harness/litellm_venv.sh;
-* promtool (Debian's prometheus package), iptables-restore ``--test`` and systemd-analyze ``verify``.
+* promtool 3.x (tests/harness/prometheus3.sh), iptables-restore ``--test`` and systemd-analyze ``verify``.
 """
 
 from __future__ import annotations
@@ -205,8 +205,8 @@ def compose_config(stack: pathlib.Path, env: dict, *, mounts=()) -> None:
 
 
 def promtool() -> str:
-    run([HARNESS / "ensure-debs.sh", "prometheus"])
-    return shutil.which("promtool") or "/usr/bin/promtool"
+    """promtool 3.x (tests/harness/prometheus3.sh), the major version of the role's default image."""
+    return run([HARNESS / "prometheus3.sh"], timeout=600).stdout.strip().splitlines()[-1] + "/promtool"
 
 
 def promtool_check(tool: str, stack: pathlib.Path) -> str:

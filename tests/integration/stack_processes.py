@@ -13,7 +13,7 @@ Components (all bound to 127.0.0.1, ports picked free unless given):
 
 * :func:`standin_engine` - tests/fixtures/standin_engine (a TEST STAND-IN for vLLM), ready on /health
 * :func:`redis_server` - Debian's ``redis-server`` with ``requirepass``, ready on AUTH + PING
-* :func:`prometheus_server` - Debian's ``prometheus`` scraping the given jobs, ready on /-/ready
+* :func:`prometheus_server` - Prometheus 3 (:func:`prometheus3_bin`) scraping the given jobs, ready on /-/ready
 * :func:`litellm_proxy` - the pinned LiteLLM proxy from a virtualenv (see :func:`litellm_venv`),
   ready on /health/readiness
 * :func:`local_stack` - all four wired together like the Compose stack (Prometheus jobs
@@ -26,6 +26,7 @@ the given directory (``<name>.log``); :meth:`Service.log_tail` reads them for fa
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import pathlib
@@ -94,6 +95,20 @@ def redis_ping(port: int, password: str | None = None, host: str = LOOPBACK, tim
 def ensure_debs(*packages: str) -> None:
     """Install missing Debian packages with tests/harness/ensure-debs.sh (needs root and apt)."""
     subprocess.run([HARNESS / "ensure-debs.sh", *packages], check=True, timeout=900)
+
+
+@functools.cache
+def prometheus3_bin() -> pathlib.Path:
+    """The folder holding ``prometheus`` and ``promtool`` 3.x (the major version of the role's default
+    image): Debian sid's packages, unpacked by tests/harness/prometheus3.sh; $LLMOPS_PROMETHEUS3_BIN
+    names another folder. Debian 12's and 13's own ``prometheus`` packages are 2.x."""
+    given = os.environ.get("LLMOPS_PROMETHEUS3_BIN")
+    if given:
+        return pathlib.Path(given)
+    proc = subprocess.run([HARNESS / "prometheus3.sh"], capture_output=True, text=True, check=False, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"tests/harness/prometheus3.sh failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return pathlib.Path(proc.stdout.strip().splitlines()[-1])
 
 
 def litellm_venv() -> pathlib.Path:
@@ -272,11 +287,11 @@ def prometheus_config(jobs: dict[str, tuple[str, str]], *, self_port: int, scrap
 
 
 def prometheus_server(workdir: pathlib.Path, *, jobs: dict[str, tuple[str, str]], scrape_interval: str = "1s",
-                      port: int | None = None, name: str = "prometheus") -> Service:
-    """Debian's prometheus on loopback scraping ``jobs`` (job -> (host:port, metrics path)) and itself."""
-    binary = shutil.which("prometheus")
-    if not binary:
-        raise FileNotFoundError("prometheus is not installed (tests/harness/ensure-debs.sh prometheus)")
+                      port: int | None = None, name: str = "prometheus", binary: str | None = None,
+                      keep_storage: bool = False) -> Service:
+    """Prometheus 3 on loopback scraping ``jobs`` (job -> (host:port, metrics path)) and itself;
+    ``binary``: another prometheus (test_prometheus_upgrade.py starts Debian's 2.x with it)."""
+    binary = binary or str(prometheus3_bin() / "prometheus")
     port = port or free_port()
     workdir = pathlib.Path(workdir)
     config = workdir / f"{name}.yml"
@@ -285,8 +300,9 @@ def prometheus_server(workdir: pathlib.Path, *, jobs: dict[str, tuple[str, str]]
     storage = workdir / f"{name}-data"
 
     def fresh_storage() -> None:
-        shutil.rmtree(storage, ignore_errors=True)
-        storage.mkdir(parents=True)
+        if not keep_storage:
+            shutil.rmtree(storage, ignore_errors=True)
+        storage.mkdir(parents=True, exist_ok=True)
 
     argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={storage}", f"--web.listen-address={LOOPBACK}:{port}",
             "--log.level=warn"]
@@ -343,7 +359,7 @@ def local_stack(workdir: pathlib.Path, *, engine_key: str, master_key: str, redi
     and ``services`` (name -> Service). Returns once Prometheus has every target up (it loads
     static targets a few seconds after it is ready). Everything is stopped on exit.
     """
-    ensure_debs("redis-server", "prometheus")
+    ensure_debs("redis-server")
     venv = venv or litellm_venv()
     engine = standin_engine(workdir, api_key=engine_key, served=(alias,), engine_id=engine_id)
     redis = redis_server(workdir, password=redis_password)

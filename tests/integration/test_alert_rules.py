@@ -4,8 +4,8 @@ The role's template (roles/monitoring/templates/llm_stack.rules.yml.j2) is rende
 template module with the role's defaults (and once with other thresholds), then ``promtool test
 rules`` evaluates each alert against synthetic series: one that must fire it (with the labels and
 the annotations a person reads), one just below the threshold or too short for its ``for:``, which
-must not. promtool is Debian's (the `prometheus` package the suite installs; LLMOPS_PROMTOOL
-overrides it). A rule whose expression, threshold, duration or text changes makes this test fail.
+must not. promtool is 3.x, the major version of the role's default image (Debian sid's, from
+tests/harness/prometheus3.sh; LLMOPS_PROMTOOL overrides it). A rule whose expression, threshold, duration or text changes makes this test fail.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
@@ -41,10 +40,7 @@ ANSIBLE = pathlib.Path(sys.executable).parent / "ansible"
 
 
 def promtool():
-    tool = os.environ.get("LLMOPS_PROMTOOL") or shutil.which("promtool")
-    if not tool:
-        pytest.fail("promtool is missing: the suite installs Debian's prometheus package (tests/harness/ensure-debs.sh)")
-    return tool
+    return os.environ.get("LLMOPS_PROMTOOL") or str(sp.prometheus3_bin() / "promtool")
 
 
 def render(tmp_path, **overrides):

@@ -4,7 +4,7 @@ Every variant is a host of one generated inventory (all-in-one, in gpu_hosts), r
 side in one run of tests/integration/playbooks/render_stack.yml: playbooks/validate.yml, then the
 roles inference_engine, moderation, gateway and monitoring with gpu_stack_start false, -c local,
 into a scratch root per host (helpers: stack_files.py). The files are then checked with the real
-tools: Compose v2 (``config -q``), promtool (Debian's prometheus), the pinned LiteLLM
+tools: Compose v2 (``config -q``), promtool 3.x (tests/harness/prometheus3.sh), the pinned LiteLLM
 (``--validate_config``, then a real proxy on loopback in front of the stand-in engine, with a real
 redis-server). One variant also runs the roles' own checks (gpu_stack_validate true: the real tools
 in the stack's images, tests/harness/images). Runs beside that one: wrong inputs refused by the
