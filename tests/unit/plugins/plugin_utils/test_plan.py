@@ -108,7 +108,7 @@ def test_registry_prefix_replaces_a_registry_host():
         "inference-engine": "registry.internal:5000/vllm/vllm-openai:v0.32.0",
         "litellm-proxy": "registry.internal:5000/berriai/litellm:v1.108.5",
         "redis-cache": "registry.internal:5000/redis:7.2.11-alpine",
-        "prometheus": "registry.internal:5000/prom/prometheus:v2.53.2",
+        "prometheus": "registry.internal:5000/prom/prometheus:v3.13.5",
     }
 
 
