@@ -68,14 +68,18 @@ IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux
 PKTINFO = struct.Struct("I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 
 
-def serve_udp(port: int, log: Log) -> None:
-    """The answer must leave from the address the query was redirected to (127.0.0.1, or a bridge's
-    address for a container's query), or conntrack cannot map it back to the server the client asked:
-    IP_PKTINFO gives that address on receipt and sets it as the source on sending."""
+def udp_socket(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
     sock.bind(("0.0.0.0", port))
+    return sock
+
+
+def serve_udp(sock: socket.socket, log: Log) -> None:
+    """The answer must leave from the address the query was redirected to (127.0.0.1, or a bridge's
+    address for a container's query), or conntrack cannot map it back to the server the client asked:
+    IP_PKTINFO gives that address on receipt and sets it as the source on sending."""
     while True:
         packet, ancillary, _flags, client = sock.recvmsg(4096, socket.CMSG_SPACE(PKTINFO.size))
         local = b"\0\0\0\0"
@@ -110,11 +114,12 @@ def main() -> None:
     parser.add_argument("--log", required=True)
     args = parser.parse_args()
     log = Log(args.log)
+    udp = udp_socket(args.port)  # both sockets bound before the line that says the trap answers
     tcp = TCPServer(("0.0.0.0", args.port), TCPHandler)
     tcp.log = log
     threading.Thread(target=tcp.serve_forever, daemon=True).start()
     print(f"dns_trap: answering REFUSED on udp and tcp port {args.port}, log {args.log}", flush=True)
-    serve_udp(args.port, log)
+    serve_udp(udp, log)
 
 
 if __name__ == "__main__":
