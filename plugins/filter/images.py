@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: llmops.gpu_stack contributors
 # Apache License 2.0 (see LICENSE)
-"""The image filters: ``stack_images``, ``image_lock``, ``image_lock_changes``, ``image_pull_ref``, ``missing_images``.
+"""The image filters: ``stack_images``, ``image_lock``, ``image_lock_changes``, ``image_pull_ref``, ``missing_images``,
+``image_signature_checks``, ``tarball_mismatch``.
 
 Their documentation is in the .yml files of the same names beside this file; the rules are in
 ``plugins/plugin_utils/_image_refs.py`` (references, pins, the lock) and ``_plan.py`` (which images a host runs).
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _image_refs, _plan
+from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _image_refs, _plan, _tarballs
 
 _IMAGE_VARIABLES = ("gpu_stack_registry", "gpu_stack_image_lock", "inference_engine_image", "inference_engine_version",
                     "inference_engine_cuda_suffix", "gateway_litellm_image", "gateway_litellm_version", "gateway_redis_image",
@@ -80,6 +81,21 @@ def missing_images_filter(refs, images, variables=None):
     return _image_refs.missing(list(refs or []), images, variables)
 
 
+def image_signature_checks_filter(lock, keys):
+    """{checks, problems}: the cosign checks of the locked digests whose repository has a key in ``keys``."""
+    if not isinstance(lock, Mapping):
+        raise AnsibleFilterError("image_signature_checks: the input must be an image lock (a mapping)")
+    checks, problems = _image_refs.signature_checks(dict(lock), keys)
+    return {"checks": checks, "problems": problems}
+
+
+def tarball_mismatch_filter(result, checksums):
+    """A sentence when the copied tarball of ``result`` (a stat loop item) is not the one ``checksums`` locks, else ""."""
+    if not isinstance(result, Mapping) or not isinstance(checksums, Mapping):
+        raise AnsibleFilterError("tarball_mismatch: the input must be a stat result of a tarball loop, the argument a mapping")
+    return _tarballs.copy_mismatch(result, checksums)
+
+
 class FilterModule(object):
     """llmops.gpu_stack image filters."""
 
@@ -90,4 +106,6 @@ class FilterModule(object):
             "image_lock_changes": image_lock_changes_filter,
             "image_pull_ref": image_pull_ref_filter,
             "missing_images": missing_images_filter,
+            "image_signature_checks": image_signature_checks_filter,
+            "tarball_mismatch": tarball_mismatch_filter,
         }

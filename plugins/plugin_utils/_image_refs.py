@@ -172,3 +172,29 @@ def lock_changes(old, new) -> list[str]:
     for ref in sorted(set(new) - set(old)):
         lines.append("%s: not in the lock yet (%s)" % (ref, new[ref]))
     return lines
+
+
+def signature_checks(lock, keys) -> tuple[list[dict], list[str]]:
+    """(checks, problems) of the signatures playbooks/lock_images.yml verifies: one check
+    {image, ref, key} per locked reference whose repository (as pulled, no tag) has a public key in
+    ``keys``, ``ref`` being ``name@digest`` (what the signature must cover); a key naming no locked
+    repository is a problem (a typo would otherwise check nothing)."""
+    if not isinstance(keys, Mapping):
+        return [], ["lock_images_cosign_keys must be a mapping of an image's repository (as the hosts pull it, "
+                    "no tag) to a cosign public key file, got %r" % (keys,)]
+    checks, problems, used = [], [], set()
+    for ref in sorted(lock or {}):
+        name = split(ref)[0]
+        key = keys.get(name)
+        if key is None:
+            continue
+        used.add(name)
+        if not isinstance(key, str) or not key:
+            problems.append("lock_images_cosign_keys[%s] must be the path of a cosign public key file, got %r" % (name, key))
+            continue
+        checks.append({"image": ref, "ref": "%s@%s" % (name, lock[ref]), "key": key})
+    repositories = sorted({split(ref)[0] for ref in lock or {}})
+    for name in sorted(set(keys) - used):
+        problems.append("lock_images_cosign_keys[%s]: no image of the inventory is from that repository (they are: %s)"
+                        % (name, ", ".join(repositories) or "none"))
+    return checks, problems

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _gateway, _image_refs, _models, _monitoring, _rules, _services
+from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _gateway, _image_refs, _models, _monitoring, _rules, _services, _tarballs
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._engines import check_gpu_shares, gpu_set, host_engines
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._problems import Problem, Problems
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._settings import HostSettings, all_defaults
@@ -284,6 +284,8 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
                      "a group with at least one gateway host: %s is in %s, but nothing would route to its engines"
                      % (host, settings.get("gpu_stack_inference_group")))
 
+    tarball_sha256 = settings.get("gpu_stack_image_tarball_sha256")
+    tarballs = settings.get("gpu_stack_image_tarballs") or []
     plan = {
         "host": host,
         "address": address,
@@ -297,7 +299,10 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
         "wait_timeout": _int(settings.get("gpu_stack_wait_timeout"), 1800),
         "verify_timeout": _int(settings.get("gpu_stack_verify_timeout"), 120),
         "pull": settings.get("gpu_stack_pull"),
-        "image_tarballs": list(settings.get("gpu_stack_image_tarballs") or []),
+        # a string is refused by the argument spec; it is not split into one-letter "paths" here
+        "image_tarballs": [str(t) for t in tarballs] if isinstance(tarballs, (list, tuple)) else [],
+        "image_tarball_sha256": {str(k): str(v).strip().lower() for k, v in (tarball_sha256 or {}).items()}
+        if isinstance(tarball_sha256, Mapping) else {},
         "firewall_enabled": bool(settings.get("gpu_stack_firewall")),
         "teardown": {"purge": bool(settings.get("gpu_stack_teardown_purge")),
                      "purge_models": bool(settings.get("gpu_stack_teardown_purge_models")),
@@ -404,10 +409,12 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
                     problems.add("inference_engine_allowed_sources" if entry in firewall["engine"] else "gpu_stack_address",
                                  source, _rules.ipv4_source(source))
     pinned = sorted(ref for ref in plan["images"].values() if _image_refs.split(ref)[2])
-    if settings.get("gpu_stack_image_lock_required") and plan["image_tarballs"] and plan["images"]:
-        problems.add("gpu_stack_image_lock_required", True, "false on a host that loads gpu_stack_image_tarballs (a loaded "
-                     "image keeps no registry digest, so none of its images can be pinned)")
-    elif pinned and plan["image_tarballs"]:
+    # A loaded image keeps no registry digest: a tarball host's lock is each tarball's own SHA-256.
+    for variable, value, expected in _tarballs.checksum_problems(
+            plan["image_tarballs"], settings.get("gpu_stack_image_tarball_sha256"),
+            bool(settings.get("gpu_stack_image_lock_required")) and bool(plan["images"])):
+        problems.add(variable, value, expected)
+    if pinned and plan["image_tarballs"]:
         problems.add("gpu_stack_image_tarballs", plan["image_tarballs"],
                      "no tarballs on a host whose images are pinned by digest (%s): Docker keeps no registry digest for a "
                      "loaded image, so a pinned one cannot be found or checked; pull these hosts from a registry, or leave "

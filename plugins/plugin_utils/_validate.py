@@ -36,7 +36,7 @@ try:  # ansible-core 2.19's data tags: where a value came from
 except ImportError:  # other cores: no origin, no harm
     Origin = None
 
-from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _pip_lock, _rules
+from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _pip_lock, _rules, _tarballs
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._plan import stack_plan
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._prerequisites import host_problems
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._problems import Problem, Problems
@@ -244,6 +244,8 @@ def validate(hosts, hostvars, groups, *, purpose="deploy", gather_warnings=True)
                 found.check(name, given[name], rule)
         if plan and purpose in ("deploy", "rolling_update"):
             for variable, value, expected in client_lock_problems(given, plan):
+                found.add(variable, value, expected)
+            for variable, value, expected in _tarballs.file_problems(plan["image_tarballs"], plan["image_tarball_sha256"]):
                 found.add(variable, value, expected)
         found.extend(plan_problems)
         raw = raw_all.get(host) or {}

@@ -17,6 +17,11 @@ one per image variable of a CPU host. The story, in order (one module fixture; t
    pulls nothing; a container created from the pinned reference runs image A.
 4. With the tag pulled (B) and A removed, gpu_stack_pull: never refuses: the message names
    gateway_redis_image, the pinned digest and what the host holds under the tag.
+
+Signatures (after 1): the LiteLLM image's locked digest is signed with a key made here (cosign from
+tests/harness/cosign.sh, no transparency log); with lock_images_cosign_keys the lock run verifies it,
+and stops before writing when a keyed image has no signature, the key is another one, or a key names
+no image of the inventory.
 """
 
 from __future__ import annotations
@@ -132,6 +137,9 @@ def story(registry_port, tmp_path_factory):
         out["second"] = lock_run()
         out["verify"] = lock_run("-e", "lock_images_verify=true")
 
+        # signatures: the litellm image's digest signed with the site's key (no Rekor here)
+        out["signing"] = signing(root, prefix, digests, lock_run, inventory)
+
         # a group_vars/all.yml file that a new group_vars/all/ folder would hide
         beside = sf.write_inventory(root / "beside" / "hosts.yml", {"lockhost": host})
         (beside.parent / "group_vars").mkdir()
@@ -167,6 +175,36 @@ def story(registry_port, tmp_path_factory):
         docker("rmi", f"{REPO}/image:a", f"{REPO}/image:b", check=False)
 
 
+def signing(root, prefix, digests, lock_run, inventory):
+    """The lock's signature checks (lock_images_cosign_keys): a signed digest verifies; an unsigned image,
+    a wrong key and a key for no image of the inventory each stop the run before the lock is written."""
+    cosign = sf.run([sf.HARNESS / "cosign.sh"]).stdout.strip().splitlines()[-1]
+    keys = root / "keys"
+    keys.mkdir()
+    env = dict(os.environ, COSIGN_PASSWORD="")
+    for name in ("site", "other"):
+        sf.run([cosign, "generate-key-pair", "--output-key-prefix", name], env=env, cwd=keys)
+    signed = f"{prefix}/litellm@{digests['litellm']}"
+    sf.run([cosign, "sign", "--key", keys / "site.key", "--use-signing-config=false", "--tlog-upload=false",
+            "--allow-http-registry", "--yes", signed], env=env, cwd=keys)
+    lock_file = inventory.parent / "group_vars" / "all" / "gpu_stack_image_lock.yml"
+    out = {"cosign": cosign, "signed": signed, "keys": keys, "lock_mtime": lock_file.stat().st_mtime_ns}
+
+    def run_with(name, cosign_keys, check):
+        extra = keys / f"{name}.yml"
+        extra.write_text(yaml.safe_dump({"lock_images_cosign": cosign, "lock_images_cosign_tlog": False,
+                                         "lock_images_cosign_args": ["--allow-http-registry"],
+                                         "lock_images_cosign_keys": cosign_keys}), encoding="utf-8")
+        return lock_run("-e", f"@{extra}", check=check)
+
+    out["verified"] = run_with("verified", {f"{prefix}/litellm": str(keys / "site.pub")}, True)
+    out["unsigned"] = run_with("unsigned", {f"{prefix}/litellm": str(keys / "site.pub"), f"{prefix}/redis": str(keys / "site.pub")}, False)
+    out["wrong_key"] = run_with("wrong-key", {f"{prefix}/litellm": str(keys / "other.pub")}, False)
+    out["typo"] = run_with("typo", {f"{prefix}/litelm": str(keys / "site.pub")}, False)
+    out["lock_mtime_after"] = lock_file.stat().st_mtime_ns
+    return out
+
+
 def task_results(proc, name):
     return [result for task, result in sf.host_results(proc, "localhost") if task == name]
 
@@ -194,6 +232,35 @@ def test_the_lock_is_not_written_where_it_would_hide_group_vars_all_yml(story):
     assert f"{story['beside'].parent}/group_vars/all.yml is a file" in text and "Nothing was changed" in text
     assert not (story["beside"].parent / "group_vars" / "all").exists()
     assert not task_results(proc, "Pull each image from its registry")
+
+
+def test_a_signed_digest_verifies_and_the_lock_is_kept(story):
+    sign = story["signing"]
+    assert sf.stats(sign["verified"])["localhost"]["changed"] == 0
+    (verified,) = task_results(sign["verified"], "Verify the signature of each keyed image's locked digest (cosign verify --key)")
+    (item,) = verified["results"]
+    assert item["rc"] == 0 and item["item"]["ref"] == sign["signed"]
+    # cosign's own report: the claims name the locked digest
+    (claim,) = json.loads(item["stdout"])
+    assert claim["critical"]["image"]["docker-manifest-digest"] == story["digests"]["litellm"]
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("unsigned", "{prefix}/redis:1.0: no signature of {prefix}/redis@{redis} verifies with {keys}/site.pub (error during "
+                 "command execution: no signatures found)"),
+    ("wrong_key", "{prefix}/litellm:1.0: no signature of {prefix}/litellm@{litellm} verifies with {keys}/other.pub"),
+    ("typo", "lock_images_cosign_keys[{prefix}/litelm]: no image of the inventory is from that repository"),
+])
+def test_a_signature_that_does_not_verify_stops_the_lock(story, case, expected):
+    sign = story["signing"]
+    proc = sign[case]
+    assert proc.returncode != 0
+    text = sf.failures(proc)
+    assert expected.format(prefix=story["prefix"], keys=sign["keys"], **story["digests"]) in text, text
+    assert "Nothing was written" in text
+    assert not task_results(proc, "Write the lock")
+    # none of the refused runs touched the lock file
+    assert sign["lock_mtime_after"] == sign["lock_mtime"]
 
 
 def test_a_moved_tag_fails_the_verify_run_and_leaves_the_lock(story):
@@ -237,3 +304,72 @@ def test_the_lock_file_is_what_the_inventory_loads(story):
                   env=dict(os.environ, ANSIBLE_CONFIG=str(sf.ROOT / "ansible.cfg")))
     assert json.loads(proc.stdout)["gpu_stack_image_lock"] == story["lock"]
     assert yaml.safe_load((story["inventory"].parent / "group_vars" / "all" / "gpu_stack_image_lock.yml").read_text())
+
+
+# ---------------------------------------------------------------- a host without a registry: tarballs
+# The roles' image step with gpu_stack_image_tarballs and gpu_stack_pull: never on this machine's
+# Docker (the whole deploy from a tarball runs in molecule/multihost's gateway-1): a copy whose SHA-256
+# is not the inventory's is not loaded; the right one is loaded once, and a second run copies and loads
+# nothing.
+TAR_REPO = "llmops-tartest"
+
+
+@pytest.fixture(scope="module")
+def tarball_story(registry_port, tmp_path_factory):
+    base, _port = registry_port
+    root = tmp_path_factory.mktemp("image-tarball")
+    refs = {variable: f"{TAR_REPO}/{repo}:{TAG}" for variable, repo in IMAGES.items()}
+    docker("build", "-q", "-t", refs["gateway_redis_image"], "-", input_text=f"FROM {base}\nLABEL llmops.tartest=1\n")
+    for ref in refs.values():
+        docker("tag", refs["gateway_redis_image"], ref)
+    tarball = root / "stack-images.tar"
+    docker("save", "-o", str(tarball), *refs.values())
+    sha256 = sf.run(["sha256sum", tarball]).stdout.split()[0]
+    image_id = docker("image", "inspect", "-f", "{{.Id}}", refs["gateway_redis_image"]).stdout.strip()
+    docker("rmi", *refs.values())
+
+    def pull_run(name, checksum, check):
+        host = {**SECRETS, "gpu_stack_root": str(root / "stack"), "gpu_stack_models_root": str(root / "models"),
+                "gpu_stack_accelerator": "cpu", "gpu_stack_start": True, "gpu_stack_pull": "never",
+                "gpu_stack_image_tarballs": [str(tarball)], "gpu_stack_image_tarball_sha256": {str(tarball): checksum}, **refs}
+        inventory = sf.write_inventory(root / name / "hosts.yml", {"tarhost": host})
+        return sf.playbook(inventory, playbook=PULL_PLAYBOOK, check=check)
+
+    out = {"tarball": tarball, "sha256": sha256, "image_id": image_id, "refs": refs}
+    try:
+        wrong = "0" * 64
+        out["wrong"] = pull_run("wrong", wrong, False)
+        out["after_wrong"] = docker("image", "inspect", refs["gateway_redis_image"], check=False).returncode
+        out["right"] = pull_run("right", sha256, True)
+        out["loaded"] = docker("image", "inspect", "-f", "{{.Id}} {{json .RepoDigests}}", refs["gateway_redis_image"]).stdout.strip()
+        out["again"] = pull_run("again", sha256, True)
+        yield out
+    finally:
+        docker("rmi", *refs.values(), check=False)
+
+
+def test_a_tarball_copy_that_is_not_the_locked_one_is_not_loaded(tarball_story):
+    proc = tarball_story["wrong"]
+    assert proc.returncode != 0
+    text = sf.failures(proc)
+    copy = tarball_story["tarball"].parent / "stack" / "images" / "stack-images.tar"
+    assert f"{copy} on the host has SHA-256 {tarball_story['sha256']}, not gpu_stack_image_tarball_sha256[" in text, text
+    assert "nothing was loaded" in text
+    assert tarball_story["after_wrong"] != 0
+    assert not [r for r in task_results_of(proc, "tarhost", "Load the tarballs when one changed or an image is missing") if r.get("changed")]
+
+
+def test_the_locked_tarball_is_loaded_once_and_runs_by_tag(tarball_story):
+    image_id, digests = tarball_story["loaded"].split(" ", 1)
+    assert image_id == tarball_story["image_id"]
+    assert json.loads(digests) in ([], None)  # loaded, not pulled: no registry digest
+    (load,) = task_results_of(tarball_story["right"], "tarhost", "Load the tarballs when one changed or an image is missing")
+    assert [item["changed"] for item in load["results"]] == [True]
+    again = tarball_story["again"]
+    assert sf.stats(again)["tarhost"]["changed"] == 0, sf.stats(again)
+    (load,) = task_results_of(again, "tarhost", "Load the tarballs when one changed or an image is missing")
+    assert not any(item.get("changed") for item in load["results"])
+
+
+def task_results_of(proc, host, name):
+    return [result for task, result in sf.host_results(proc, host) if task.endswith(name)]

@@ -20,6 +20,7 @@ file no longer matches what the playbooks say.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import os
 import pathlib
@@ -64,6 +65,14 @@ CASES = [
     ("accelerator-tpu", {"gpu_stack_accelerator": "tpu"}, "site", [("gpu_stack_accelerator", "gpu, cpu")]),
     ("pull-sometimes", {"gpu_stack_pull": "sometimes"}, "site", [("gpu_stack_pull", "missing, always, never")]),
     ("tarballs-string", {"gpu_stack_image_tarballs": "/srv/images/stack.tar"}, "site", [("gpu_stack_image_tarballs", "a list")]),
+    ("tarball-missing", {"gpu_stack_image_tarballs": ["/srv/llmops-validation/stack.tar", "images/stack.tar"]}, "site",
+     [("gpu_stack_image_tarballs[0]", "a readable file on the controller"), ("gpu_stack_image_tarballs[1]", "an absolute path")]),
+    ("tarball-sha256-short", {"gpu_stack_image_tarballs": ["/srv/llmops-validation/stack.tar"],
+                              "gpu_stack_image_tarball_sha256": {"/srv/llmops-validation/stack.tar": "529fc8bc"}}, "site",
+     [("gpu_stack_image_tarball_sha256[/srv/llmops-validation/stack.tar]", "64 hex digits")]),
+    ("tarball-lock-required", {"gpu_stack_image_tarballs": ["/srv/llmops-validation/stack.tar"],
+                               "gpu_stack_image_lock_required": True}, "site",
+     [("gpu_stack_image_tarball_sha256", "an entry for /srv/llmops-validation/stack.tar")]),
     ("wait-timeout-negative", {"gpu_stack_wait_timeout": -5}, "site", [("gpu_stack_wait_timeout", "1 or more")]),
     ("registry-url", {"gpu_stack_registry": "https://registry.internal:5000"}, "site", [("gpu_stack_registry", "host[:port]")]),
     ("firewall-maybe", {"gpu_stack_firewall": "maybe"}, "site", [("gpu_stack_firewall", "bool")]),
@@ -396,7 +405,14 @@ def test_example_inventories_pass_validation(name, tmp_path):
             if (scenario / "inventory" / sub).exists():
                 (inv / sub).symlink_to(scenario / "inventory" / sub)
         args[1] = str(inv)
+    # molecule/multihost's gateway-1 loads the tarball create.yml saves in molecule's ephemeral folder,
+    # locked by the SHA-256 beside it: a small file stands in for it here (validation hashes it).
+    tarball = tmp_path / "ephemeral" / "images" / "stack-images.tar"
+    tarball.parent.mkdir(parents=True)
+    tarball.write_bytes(b"a stand-in of docker save's archive\n")
+    (tarball.parent / "stack-images.tar.sha256").write_text(hashlib.sha256(tarball.read_bytes()).hexdigest() + "  stack-images.tar\n")
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), HOME=str(tmp_path), MOLECULE_PROJECT_DIRECTORY=str(ROOT),
+               MOLECULE_EPHEMERAL_DIRECTORY=str(tmp_path / "ephemeral"),
                LLMOPS_LITELLM_MASTER_KEY="sk-example-master-key-0123", LLMOPS_ENGINE_API_KEY="example-engine-key-0123",
                LLMOPS_REDIS_PASSWORD="example-redis-pass-0123", LLMOPS_TEST_NETWORK="llmops-multihost")  # noqa: S106 - test-only values
     proc = subprocess.run([ANSIBLE_PLAYBOOK, *args, "tests/integration/playbooks/validate_only.yml"], cwd=ROOT, env=env,

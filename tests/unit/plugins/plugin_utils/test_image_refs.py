@@ -130,6 +130,24 @@ def test_stack_images_fails_on_a_bad_image_variable():
         image_filters.stack_images_filter(hostvars(gateway_redis_image="redis"), ALL_IN_ONE)
 
 
+def test_signature_checks_cover_the_locked_digest_of_each_keyed_repository():
+    lock = {"reg:5000/berriai/litellm:v1": A, "reg:5000/redis:7": B, "reg:5000/prom:3": A}
+    checks, problems = _image_refs.signature_checks(lock, {"reg:5000/berriai/litellm": "/keys/litellm.pub"})
+    assert problems == []
+    assert checks == [{"image": "reg:5000/berriai/litellm:v1", "ref": "reg:5000/berriai/litellm@" + A, "key": "/keys/litellm.pub"}]
+    assert _image_refs.signature_checks(lock, {}) == ([], [])
+
+
+def test_signature_keys_that_name_no_image_or_no_file_are_refused():
+    lock = {"reg:5000/redis:7": B}
+    checks, problems = _image_refs.signature_checks(lock, {"reg:5000/reddis": "/k.pub", "reg:5000/redis": ""})
+    assert checks == []
+    assert problems == ["lock_images_cosign_keys[reg:5000/redis] must be the path of a cosign public key file, got ''",
+                        "lock_images_cosign_keys[reg:5000/reddis]: no image of the inventory is from that repository "
+                        "(they are: reg:5000/redis)"]
+    assert "must be a mapping" in _image_refs.signature_checks(lock, ["/k.pub"])[1][0]
+
+
 def test_pinned_images_and_tarballs_are_refused_together():
     """A loaded image has no registry digest: a pinned one could not be found or checked."""
     _plan_, problems = _plan.stack_plan("gpu-stack-1", hostvars(gpu_stack_image_tarballs=["/srv/images/stack.tar"],
@@ -141,7 +159,17 @@ def test_pinned_images_and_tarballs_are_refused_together():
     assert problems == []
 
 
-def test_lock_required_and_tarballs_are_refused_together_once():
-    _plan_, problems = _plan.stack_plan("gpu-stack-1", hostvars(gpu_stack_image_tarballs=["/srv/images/stack.tar"],
-                                                                gpu_stack_image_lock_required=True), ALL_IN_ONE)
-    assert [(p.variable, p.value) for p in problems] == [("gpu_stack_image_lock_required", True)]
+def test_lock_required_on_a_tarball_host_asks_for_each_tarballs_sha256():
+    """A tarball host's lock is the tarball's SHA-256: one problem per tarball without one, none with it."""
+    tarballs = ["/srv/images/stack.tar", "/srv/images/engine.tar"]
+    _plan_, problems = _plan.stack_plan("gpu-stack-1", hostvars(gpu_stack_image_tarballs=tarballs,
+                                                                gpu_stack_image_lock_required=True,
+                                                                gpu_stack_image_tarball_sha256={tarballs[0]: "ab" * 32}), ALL_IN_ONE)
+    (problem,) = problems
+    assert problem.variable == "gpu_stack_image_tarball_sha256"
+    assert problem.expected.startswith("an entry for /srv/images/engine.tar (gpu_stack_image_lock_required")
+    plan, problems = _plan.stack_plan("gpu-stack-1", hostvars(gpu_stack_image_tarballs=tarballs, gpu_stack_image_lock_required=True,
+                                                              gpu_stack_image_tarball_sha256={t: "AB" * 32 for t in tarballs}),
+                                      ALL_IN_ONE)
+    assert problems == []
+    assert plan["image_tarball_sha256"] == {t: "ab" * 32 for t in tarballs}
