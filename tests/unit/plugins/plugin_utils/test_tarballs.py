@@ -9,7 +9,7 @@ from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _tarballs
 
 def test_checksums_must_name_a_tarball_and_be_64_hex_digits():
     found = _tarballs.checksum_problems(["/srv/a.tar"], {"/srv/a.tar": "xyz", "/srv/b.tar": "ab" * 32}, False)
-    assert [(v, e.split(" (")[0]) for v, _value, e in found] == [
+    assert [(v, e.split(" (", maxsplit=1)[0]) for v, _value, e in found] == [
         ("gpu_stack_image_tarball_sha256[/srv/a.tar]", "a SHA-256 of 64 hex digits"),
         ("gpu_stack_image_tarball_sha256[/srv/b.tar]", "a key that is one of gpu_stack_image_tarballs"),
     ]
@@ -35,8 +35,8 @@ def test_file_problems_name_the_tarball_and_what_the_controller_holds(tmp_path):
     assert f"the file on the controller has {real}" in found[2]
     missing = tmp_path / "missing.tar"
     found = _tarballs.file_problems(["images/stack.tar", str(missing)], {})
-    assert [(v, value) for v, value, _e in found] == [("gpu_stack_image_tarballs[0]", "images/stack.tar"),
-                                                       ("gpu_stack_image_tarballs[1]", str(missing))]
+    assert [(v, value) for v, value, _e in found] == [
+        ("gpu_stack_image_tarballs[0]", "images/stack.tar"), ("gpu_stack_image_tarballs[1]", str(missing))]
     assert found[0][2].startswith("an absolute path on the controller")
     assert found[1][2].startswith("a readable file on the controller")
 
