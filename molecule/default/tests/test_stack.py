@@ -8,9 +8,12 @@ Redis auth, published ports, the secret files, and the filtered system.
 """
 
 import json
+import pathlib
 import re
 import shlex
+import sys
 import time
+import urllib.parse
 
 import pytest
 import yaml
@@ -284,3 +287,25 @@ def test_guard_engine_needs_its_key(host):
         "try:\n    urllib.request.urlopen('http://127.0.0.1:8001/v1/models'); print(200)\n"
         "except urllib.error.HTTPError as e:\n    print(e.code)")
     assert out.strip() == "401"
+
+
+def test_dashboard_queries_return_data_from_the_live_stack(host, master_key):
+    """Every PromQL expression of the Grafana dashboards (tools/dashboards.py, roles/monitoring/files/dashboards)
+    runs on the live Prometheus after a request went through the gateway: each one is accepted, and each
+    returns series, except the panels of events a healthy stack does not have (MAY_BE_EMPTY)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tools"))
+    import dashboards  # noqa: PLC0415 - the repository's generator, not a package
+
+    status, _headers, text = chat(host, master_key, "dashboards", max_tokens=4)
+    assert status == 200, text
+    time.sleep(35)  # two scrapes (15 s) after the request
+    problems, empty = [], []
+    for name, title, expr in dashboards.expressions():
+        query = re.sub(r"\$(host|model|engine|alias)\b", ".*", expr).replace("$__rate_interval", "5m")
+        status, _headers, text = http(host, "GET", "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": query}))
+        if status != 200 or json.loads(text).get("status") != "success":
+            problems.append(f"{name} / {title}: {query}: HTTP {status} {text[:300]}")
+        elif not json.loads(text)["data"]["result"] and title not in dashboards.MAY_BE_EMPTY:
+            empty.append(f"{name} / {title}: {query}")
+    assert not problems, "\n".join(problems)
+    assert not empty, "no data for:\n" + "\n".join(empty)
