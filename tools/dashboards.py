@@ -126,9 +126,7 @@ def dashboard(uid, title, description, variables, panels):
 
 
 def overview():
-    return dashboard("llm-stack-overview", "LLM stack: overview",
-                     "The service as its users see it: requests, errors and latency through the gateway, and the engines' load.",
-                     ["host", "alias", "model"], [
+    panels = [
         panel("Requests through the gateway", "Requests per second LiteLLM answered, by model alias.",
               [(promql("sum by (requested_model) (rate(litellm_proxy_total_requests_metric_total{SEL_ALIAS}[$__rate_interval]))"),
                 "{{requested_model}}")], unit="reqps"),
@@ -146,13 +144,14 @@ def overview():
                 "{{model_name}}")], unit="short"),
         panel("Targets up", "1 when Prometheus scraped the target last time (the LLMStackTargetDown alert).",
               [(promql("up{SEL_HOST}"), "{{job}} {{llmops_host}} {{engine}}")], kind="stat", width=12, height=6),
-    ])
+    ]
+    return dashboard("llm-stack-overview", "LLM stack: overview",
+                     "The service as its users see it: requests, errors and latency through the gateway, and the engines' load.",
+                     ["host", "alias", "model"], panels)
 
 
 def engine():
-    return dashboard("llm-stack-engine", "LLM stack: engines (vLLM)",
-                     "vLLM per host, engine and model: scheduler, latency, throughput, KV cache.",
-                     ["host", "model", "engine"], [
+    panels = [
         panel("Requests running", "In the running batch, per engine.",
               [(promql("vllm:num_requests_running{SEL_ENGINE}"), "{{llmops_host}} {{engine}}")], width=8),
         panel("Requests waiting", "Waiting for room in the batch (the LLMStackRequestQueueGrowing alert).",
@@ -181,13 +180,14 @@ def engine():
         panel("Requests finished", "Per second, by why they finished (stop, length, abort).",
               [(promql("sum by (finished_reason) (rate(vllm:request_success_total{SEL_ENGINE}[$__rate_interval]))"),
                 "{{finished_reason}}")], unit="reqps", width=8),
-    ])
+    ]
+    return dashboard("llm-stack-engine", "LLM stack: engines (vLLM)",
+                     "vLLM per host, engine and model: scheduler, latency, throughput, KV cache.",
+                     ["host", "model", "engine"], panels)
 
 
 def gateway():
-    return dashboard("llm-stack-gateway", "LLM stack: gateway (LiteLLM)",
-                     "LiteLLM per model alias, API key and team: requests, errors, the latency it adds, fallbacks and cooldowns.",
-                     ["host", "alias"], [
+    panels = [
         panel("Requests by alias", "Requests per second LiteLLM answered.",
               [(promql("sum by (requested_model) (rate(litellm_proxy_total_requests_metric_total{SEL_ALIAS}[$__rate_interval]))"),
                 "{{requested_model}}")], unit="reqps", width=8),
@@ -217,7 +217,10 @@ def gateway():
                 "{{api_base}} {{exception_status}}")], width=8),
         panel("Deployment state", "0 healthy, 1 partial outage, 2 complete outage, per engine behind the gateway.",
               [(promql("max by (api_base) (litellm_deployment_state{SEL_HOST})"), "{{api_base}}")], width=8),
-    ])
+    ]
+    return dashboard("llm-stack-gateway", "LLM stack: gateway (LiteLLM)",
+                     "LiteLLM per model alias, API key and team: requests, errors, the latency it adds, fallbacks and cooldowns.",
+                     ["host", "alias"], panels)
 
 
 DASHBOARDS = {"llm-stack-overview.json": overview, "llm-stack-engine.json": engine, "llm-stack-gateway.json": gateway}
