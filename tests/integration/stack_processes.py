@@ -16,6 +16,10 @@ Components (all bound to 127.0.0.1, ports picked free unless given):
 * :func:`prometheus_server` - Prometheus 3 (:func:`prometheus3_bin`) scraping the given jobs, ready on /-/ready
 * :func:`litellm_proxy` - the pinned LiteLLM proxy from a virtualenv (see :func:`litellm_venv`),
   ready on /health/readiness
+* :func:`postgres_server` - Debian's Postgres (a private cluster, password auth), ready on ``pg_isready``;
+  :func:`litellm_migrate` applies LiteLLM's migrations to it, :func:`litellm_db_env` gives the
+  environment that connects :func:`litellm_proxy` to it through the TEST STAND-IN for Prisma's query
+  engine (tests/harness/prisma_standin.sh)
 * :func:`local_stack` - all four wired together like the Compose stack (Prometheus jobs
   ``inference-engine``, ``litellm-proxy`` at ``/metrics/`` and ``prometheus``)
 
@@ -25,6 +29,7 @@ the given directory (``<name>.log``); :meth:`Service.log_tail` reads them for fa
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
@@ -35,8 +40,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import SimpleNamespace
@@ -131,7 +138,8 @@ class Service:
 
     def __init__(self, name: str, argv: Sequence[str | os.PathLike], *, port: int, workdir: pathlib.Path,
                  ready: Callable[[], bool], ready_timeout: float = 30.0, env: dict | None = None,
-                 cwd: pathlib.Path | None = None, before_start: Callable[[], None] | None = None):
+                 cwd: pathlib.Path | None = None, before_start: Callable[[], None] | None = None,
+                 stop_signal: int = signal.SIGTERM):
         self.name = name
         self.argv = [str(a) for a in argv]
         self.port = port
@@ -142,6 +150,7 @@ class Service:
         self.env = env
         self.cwd = cwd
         self.before_start = before_start
+        self.stop_signal = stop_signal
         self.log_path = self.workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self.ready_at: float | None = None
@@ -192,13 +201,14 @@ class Service:
         return f"http://{self.host}:{self.port}"
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the process group, SIGKILL after ``timeout``; waits until the port is closed."""
+        """Signal the process group (``stop_signal``, SIGTERM unless given), SIGKILL after ``timeout``;
+        waits until the port is closed."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
         if proc.poll() is None:
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, self.stop_signal)
             except ProcessLookupError:
                 pass
             try:
@@ -326,8 +336,9 @@ def litellm_config(*, engine_url: str, engine_key: str | None, master_key: str, 
 
 def litellm_proxy(workdir: pathlib.Path, *, engine_url: str, engine_key: str | None, master_key: str,
                   alias: str = "qwen3-8b", venv: pathlib.Path | None = None, port: int | None = None,
-                  workers: int = 1, config: dict | None = None, name: str = "litellm") -> Service:
-    """The real LiteLLM proxy (from :func:`litellm_venv`) in front of ``engine_url``."""
+                  workers: int = 1, config: dict | None = None, name: str = "litellm", env: dict | None = None) -> Service:
+    """The real LiteLLM proxy (from :func:`litellm_venv`) in front of ``engine_url``; ``env``: more
+    environment (:func:`litellm_db_env` connects it to a database)."""
     venv = pathlib.Path(venv) if venv else litellm_venv()
     port = port or free_port()
     workdir = pathlib.Path(workdir)
@@ -342,11 +353,100 @@ def litellm_proxy(workdir: pathlib.Path, *, engine_url: str, engine_key: str | N
         multiproc.mkdir(parents=True)
 
     environ = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR", PROMETHEUS_MULTIPROC_DIR=str(multiproc),
-                   NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+                   NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", **(env or {}))
     argv = [venv / "bin" / "litellm", "--config", path, "--host", LOOPBACK, "--port", str(port), "--num_workers", str(workers)]
     url = f"http://{LOOPBACK}:{port}/health/readiness"
     return Service(name, argv, port=port, workdir=workdir, env=environ, cwd=workdir,
                    ready=lambda: http_status(url, 2.0) == 200, ready_timeout=240, before_start=fresh_multiproc)
+
+
+def postgres_server(workdir: pathlib.Path, *, password: str, port: int | None = None, name: str = "postgres",
+                    database: str = "litellm") -> Service:
+    """Debian's Postgres server as a private cluster on loopback: user ``postgres`` with ``password``
+    (scram-sha-256, also over the socket), database ``database``; its data survives stop()/start().
+    ``Service.url`` is the database URL. The cluster lives in a folder the ``postgres`` user owns
+    (pytest's tmp folders are closed to other users), removed when the test process ends."""
+    ensure_debs("postgresql", "postgresql-client")
+    bindir = pathlib.Path(subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                                         check=True).stdout.strip())
+    port = port or free_port()
+    cluster = pathlib.Path(tempfile.mkdtemp(prefix=f"llmops-{name}-"))
+    atexit.register(shutil.rmtree, cluster, True)
+    data, sockets = cluster / "data", cluster / "sockets"
+    sockets.mkdir()
+    pwfile = cluster / "pwfile"
+    pwfile.write_text(password + "\n")
+    shutil.chown(cluster, "postgres")
+    shutil.chown(sockets, "postgres")
+    shutil.chown(pwfile, "postgres")
+    pwfile.chmod(0o600)
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_postgres, bindir / "initdb", "-D", data, "-U", "postgres", "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True, timeout=120)
+    pwfile.unlink()
+    argv = [*as_postgres, bindir / "postgres", "-D", data, "-p", str(port), "-k", sockets,
+            "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off"]
+    # SIGINT: Postgres's fast shutdown (SIGTERM's smart shutdown waits for every client to leave)
+    service = Service(name, argv, port=port, workdir=workdir, ready=lambda: _pg_ready(port), ready_timeout=60,
+                      stop_signal=signal.SIGINT)
+    service.database_url = f"postgresql://postgres:{urllib.parse.quote(password, safe='')}@{LOOPBACK}:{port}/{database}"
+    service.password = password
+    return service
+
+
+def _pg_ready(port: int) -> bool:
+    return subprocess.run(["pg_isready", "-q", "-h", LOOPBACK, "-p", str(port)], check=False, timeout=10).returncode == 0
+
+
+def _psql(server: Service, database: str, sql: str | None = None, files: Sequence[pathlib.Path] = ()) -> str:
+    """Run ``sql`` (or the ``files``, in order, in one session) on ``server`` with psql; stops at the
+    first error."""
+    argv = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", LOOPBACK, "-p", str(server.port), "-U", "postgres",
+            "-d", database]
+    argv += ["-c", sql] if sql else [arg for path in files for arg in ("-f", str(path))]
+    proc = subprocess.run(argv, env=dict(os.environ, PGPASSWORD=server.password), capture_output=True, text=True,
+                          check=False, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"psql on {database} failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def psql(server: Service, sql: str, database: str = "litellm") -> str:
+    """One SQL command on a :func:`postgres_server`; its rows as psql's unaligned text."""
+    return _psql(server, database, sql)
+
+
+def litellm_migrate(server: Service, venv: pathlib.Path | None = None, database: str = "litellm") -> int:
+    """Create ``database`` and apply LiteLLM's migrations from the venv's ``litellm_proxy_extras``
+    (the files `prisma migrate deploy` would apply), statement by statement like Prisma's schema engine
+    (some use CREATE INDEX CONCURRENTLY, which cannot run in a transaction). Returns how many."""
+    venv = pathlib.Path(venv) if venv else litellm_venv()
+    extras = next((venv / "lib").glob("python3*/site-packages/litellm_proxy_extras/migrations"))
+    files = sorted(extras.glob("*/migration.sql"))
+    if not files:
+        raise FileNotFoundError(f"no migrations under {extras}")
+    _psql(server, "postgres", f'CREATE DATABASE "{database}"')
+    _psql(server, database, files=files)
+    return len(files)
+
+
+def litellm_db_env(database_url: str, venv: pathlib.Path | None = None) -> dict:
+    """The environment that connects :func:`litellm_proxy` to ``database_url`` through the TEST STAND-IN
+    for Prisma's query engine (tests/harness/prisma_standin.sh; docs/testing.md)."""
+    venv = pathlib.Path(venv) if venv else litellm_venv()
+    proc = subprocess.run([HARNESS / "prisma_standin.sh", venv], capture_output=True, text=True, check=False, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"tests/harness/prisma_standin.sh failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    state = pathlib.Path(proc.stdout.strip().splitlines()[-1])
+    return {
+        "DATABASE_URL": database_url,
+        # the schema is LiteLLM's migrations, applied by litellm_migrate (the schema engine is not stood in)
+        "DISABLE_SCHEMA_UPDATE": "true",
+        "PRISMA_QUERY_ENGINE_BINARY": str(state / "engine" / "query-engine"),
+        "PRISMA_SCHEMA_ENGINE_BINARY": str(state / "engine" / "schema-engine"),
+        "PRISMA_HOME_DIR": str(state / "prisma-home"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(state / "client"), os.environ.get("PYTHONPATH")])),
+    }
 
 
 @contextlib.contextmanager
