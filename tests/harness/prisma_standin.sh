@@ -19,7 +19,9 @@ exec 9>"$state.lock"
 flock 9
 
 "$here/ensure-debs.sh" postgresql postgresql-client
-command -v node >/dev/null && command -v npm >/dev/null || "$here/ensure-debs.sh" nodejs npm
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  "$here/ensure-debs.sh" nodejs npm
+fi
 
 # 1. the stand-in engine and its npm packages (exact versions and hashes from package-lock.json)
 src=$here/prisma-standin
@@ -36,7 +38,7 @@ fi
 
 # 2. prisma-client-py's client for the schema of the venv's LiteLLM (generated into its own folder;
 #    the venv is left as it is)
-schema=$(ls "$venv"/lib/python3*/site-packages/litellm/proxy/schema.prisma 2>/dev/null | head -n1)
+schema=$(find "$venv"/lib -path '*/site-packages/litellm/proxy/schema.prisma' -print -quit 2>/dev/null)
 [ -f "$schema" ] || { echo "prisma_standin: no litellm/proxy/schema.prisma in $venv" >&2; exit 1; }
 litellm_version=$("$venv/bin/pip" show litellm 2>/dev/null | sed -n 's/^Version: //p')
 client=$state/client

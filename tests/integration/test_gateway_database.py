@@ -129,7 +129,7 @@ def test_a_key_answers_for_its_models_and_is_refused_for_others(stack):
     status, body = chat(stack.gateway, key, model="other-model")
     assert status in (401, 403), message(body)
     assert "other-model" in message(body)
-    master_status, _ = chat(stack.gateway, MASTER, model="other-model")
+    master_status = chat(stack.gateway, MASTER, model="other-model")[0]
     assert master_status == 200  # the model itself answers: the refusal is the key's
 
 
@@ -141,7 +141,7 @@ def test_a_wrong_key_gets_401_in_openai_error_shape(stack):
 
 def test_key_rpm_limit_refuses_the_third_request_of_a_minute(stack):
     key = new_key(stack.gateway, key_alias="rpm-2", rpm_limit=2)
-    statuses = [chat(stack.gateway, key)[0] for _ in range(3)]
+    statuses = [chat(stack.gateway, key)[0] for _attempt in range(3)]
     assert statuses == [200, 200, 429]
     other = new_key(stack.gateway, key_alias="rpm-2-neighbour", rpm_limit=2)
     assert chat(stack.gateway, other)[0] == 200  # the limit is the key's, not the gateway's
@@ -150,7 +150,7 @@ def test_key_rpm_limit_refuses_the_third_request_of_a_minute(stack):
 def test_key_tpm_limit_refuses_once_the_tokens_of_a_minute_are_spent(stack):
     key = new_key(stack.gateway, key_alias="tpm-60", tpm_limit=60)
     answered, refusal = [], None
-    for _ in range(10):
+    for _attempt in range(10):
         status, body = chat(stack.gateway, key, words=3)
         if status != 200:
             refusal = (status, body)
@@ -221,7 +221,7 @@ def test_spend_and_tokens_are_recorded_per_key_and_team(stack):
     team = new_team(stack.gateway, team_alias="team-spend", models=["qwen3-8b"])
     key = new_key(stack.gateway, key_alias="spend-key", team_id=team)
     usage = []
-    for _ in range(3):
+    for _attempt in range(3):
         status, body = chat(stack.gateway, key, words=5)
         assert status == 200, message(body)
         usage.append(body["usage"]["total_tokens"])
@@ -257,7 +257,7 @@ def test_spend_and_tokens_are_recorded_per_key_and_team(stack):
 
 def test_an_update_changes_a_key_in_place(stack):
     key = new_key(stack.gateway, key_alias="update-me", rpm_limit=1)
-    assert [chat(stack.gateway, key)[0] for _ in range(2)] == [200, 429]
+    assert [chat(stack.gateway, key)[0] for _attempt in range(2)] == [200, 429]
     status, body = call(stack.gateway, "/key/update", {"key": key, "rpm_limit": 100, "models": ["qwen3-8b", "other-model"]})
     assert status == 200, body
     assert until(lambda: chat(stack.gateway, key)[0] == 200, timeout=10)
