@@ -28,6 +28,11 @@ from ansible_collections.llmops.gpu_stack.plugins.module_utils._http import (
     join_url,
     request,
 )
+from ansible_collections.llmops.gpu_stack.plugins.module_utils._pgwire import (
+    PgError,
+    PgProtocolError,
+    login,
+)
 from ansible_collections.llmops.gpu_stack.plugins.module_utils._resp import (
     RedisReplyError,
     RespProtocolError,
@@ -35,7 +40,7 @@ from ansible_collections.llmops.gpu_stack.plugins.module_utils._resp import (
     read_replies,
 )
 
-CHECKS = ("engine", "gateway", "redis", "prometheus", "chat", "moderation")
+CHECKS = ("engine", "gateway", "redis", "database", "prometheus", "chat", "moderation")
 # What runs when the caller names no checks: moderation is opt-in (the guardrail is optional).
 DEFAULT_CHECKS = ("engine", "gateway", "redis", "prometheus", "chat")
 DEFAULT_JOBS = ("litellm-proxy", "inference-engine")
@@ -240,6 +245,49 @@ def check_redis(host, port, password=None, timeout=5.0):
     detail["ping"] = pong
     if pong != "PONG":
         return done(False, detail, "unexpected PING answer %r" % (pong,))
+    return done(True, detail)
+
+
+def database_error(err, user, database):
+    """A short explanation of a refused Postgres login (SQLSTATEs of the server's ErrorResponse)."""
+    state = err.sqlstate
+    if state in ("28P01", "28000"):
+        return "login refused (%s): database_password is wrong for user %s, or pg_hba refuses this address: %s" % (
+            state, user, err.fields.get("M", ""))
+    if state == "3D000":
+        return "database %s does not exist (3D000)" % database
+    if state == "57P03":
+        return "the server is starting up or shutting down (57P03): %s" % err.fields.get("M", "")
+    if state == "53300":
+        return "the server refused a connection: too many clients (53300)"
+    return "the server refused the login: %s" % err
+
+
+def check_database(host, port, user, password, database, *, timeout=5.0):
+    """Log in to Postgres as ``user`` on ``database`` (the credentials the gateway uses) and leave."""
+    where = "%s:%d" % (host if ":" not in host else "[%s]" % host, port)
+    start = time.monotonic()
+
+    def done(ok, detail=None, error=None):
+        return component(ok, (time.monotonic() - start) * 1000.0, detail, error)
+
+    detail = {"address": where, "user": user, "database": database}
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except Exception as err:  # pylint: disable=broad-except
+        return done(False, detail, classify_error(err, where, timeout))
+    try:
+        sock.settimeout(timeout)
+        info = login(sock, user, password, database)
+    except PgError as err:
+        return done(False, detail, database_error(err, user, database))
+    except PgProtocolError as err:
+        return done(False, detail, "not a Postgres login (%s): %s" % (where, err))
+    except Exception as err:  # pylint: disable=broad-except
+        return done(False, detail, classify_error(err, where, timeout))
+    finally:
+        sock.close()
+    detail.update(info)
     return done(True, detail)
 
 

@@ -22,6 +22,13 @@ description:
     every deployment.
   - V(redis) speaks the Redis protocol over a socket, C(AUTH) with O(redis_password) (when set)
     then C(PING), and expects C(PONG); it reports C(NOAUTH), C(WRONGPASS) and connection errors.
+  - >-
+    V(database) (not run by default) logs in to the gateway's Postgres as O(database_user) on
+    O(database_name) with O(database_password) (SCRAM-SHA-256, MD5 or cleartext, as the server asks;
+    the wire protocol is spoken by the module itself) and leaves. It reports a wrong password, a
+    missing database, a server starting up or full, and connection errors. LiteLLM's own
+    C(/health/readiness) keeps saying C(db: connected) for a while after the database went away, so
+    it is not used for this.
   - V(prometheus) reads C(GET /api/v1/targets?state=active); each job in O(expected_jobs) needs at
     least one target and every one of its targets C(health=up). It reports the job that is down
     or missing and Prometheus's last scrape error.
@@ -95,6 +102,30 @@ options:
       - When the server has no password but one is given, the check fails, because the server is
         not configured as expected.
     type: str
+  database_host:
+    description:
+      - Host name or address of the gateway's Postgres.
+    type: str
+    default: 127.0.0.1
+  database_port:
+    description:
+      - Port of that Postgres.
+    type: int
+    default: 5432
+  database_user:
+    description:
+      - The user the gateway logs in as.
+    type: str
+    default: litellm
+  database_name:
+    description:
+      - The gateway's database.
+    type: str
+    default: litellm
+  database_password:
+    description:
+      - The password of O(database_user).
+    type: str
   prometheus_url:
     description:
       - Base URL of Prometheus.
@@ -153,7 +184,7 @@ options:
         moderation guardrail.
     type: list
     elements: str
-    choices: [engine, gateway, redis, prometheus, chat, moderation]
+    choices: [engine, gateway, redis, database, prometheus, chat, moderation]
     default: [engine, gateway, redis, prometheus, chat]
   wait_timeout:
     description:
@@ -231,6 +262,13 @@ EXAMPLES = r"""
     expected_jobs: [inference-engine, litellm-proxy, prometheus]
   no_log: true
 
+- name: Check that the gateway's database takes the gateway's credentials
+  llmops.gpu_stack.stack_health:
+    checks: [database]
+    database_host: 10.0.0.10
+    database_password: "{{ gateway_database_password }}"
+  no_log: true
+
 - name: Check that the moderation guardrail is loaded and blocks an unsafe prompt
   llmops.gpu_stack.stack_health:
     checks: [engine, gateway, moderation]
@@ -286,7 +324,8 @@ components:
       description:
         - What the check saw. V(engine) and V(gateway) give C(models) (the listed model ids);
           V(gateway) gives C(liveliness), C(readiness), C(litellm_version), C(models_checked);
-          V(redis) gives C(address), C(auth), C(ping); V(prometheus) gives C(jobs)
+          V(redis) gives C(address), C(auth), C(ping); V(database) gives C(address), C(user), C(database),
+          C(auth) (the method the server asked for), C(server_version); V(prometheus) gives C(jobs)
           (per expected job C(up), C(total), C(targets)) and C(other_jobs); V(chat) gives
           C(model), C(status), C(finish_reason), C(content) (cut to 80 characters), C(usage).
         - V(moderation) gives C(guardrail), C(model), C(expect), C(guardrails) (the names the gateway
@@ -344,6 +383,7 @@ from ansible_collections.llmops.gpu_stack.plugins.module_utils._health_checks im
     MODERATION_SAFE_PROMPT,
     MODERATION_UNSAFE_PROMPT,
     check_chat,
+    check_database,
     check_engine,
     check_gateway,
     check_moderation,
@@ -366,6 +406,8 @@ def build_checks(params):
         "engine": partial(check_engine, params["engine_url"], params["engine_api_key"], expected, timeout, certs),
         "gateway": partial(check_gateway, params["gateway_url"], params["gateway_api_key"], expected, timeout, certs),
         "redis": partial(check_redis, params["redis_host"], params["redis_port"], params["redis_password"], timeout),
+        "database": partial(check_database, params["database_host"], params["database_port"], params["database_user"],
+                            params["database_password"], params["database_name"], timeout=timeout),
         "prometheus": partial(check_prometheus, params["prometheus_url"], params["expected_jobs"], timeout, certs),
         "chat": partial(check_chat, params["gateway_url"], params["gateway_api_key"], model=chat_model,
                         prompt=params["chat_prompt"], max_tokens=CHAT_MAX_TOKENS, timeout=timeout, validate_certs=certs),
@@ -388,6 +430,11 @@ def main():
             redis_host=dict(type="str", default="127.0.0.1"),
             redis_port=dict(type="int", default=6379),
             redis_password=dict(type="str", no_log=True),
+            database_host=dict(type="str", default="127.0.0.1"),
+            database_port=dict(type="int", default=5432),
+            database_user=dict(type="str", default="litellm"),
+            database_name=dict(type="str", default="litellm"),
+            database_password=dict(type="str", no_log=True),
             prometheus_url=dict(type="str", default="http://127.0.0.1:9090"),
             expected_jobs=dict(type="list", elements="str", default=list(DEFAULT_JOBS)),
             chat_model=dict(type="str"),

@@ -81,7 +81,17 @@ def _merge(base: dict, extra) -> dict:
     return result
 
 
-def litellm_config(settings, *, model_list, redis, guard=None) -> dict:
+def _general_settings(settings, database) -> dict:
+    general = {"master_key": "os.environ/LITELLM_MASTER_KEY"}
+    if database:
+        # The URL is built by LiteLLM from DATABASE_HOST/USERNAME/PASSWORD/NAME (the container's
+        # environment). With the database unreachable, keys verified within the key cache's lifetime
+        # keep working and others are refused (docs/gateway-keys.md); true lets every request through.
+        general["allow_requests_on_db_unavailable"] = bool(settings["gateway_database_allow_requests_when_down"])
+    return general
+
+
+def litellm_config(settings, *, model_list, redis, guard=None, database=False) -> dict:
     """litellm.yaml: secrets are os.environ/ references to the container's environment, never values."""
     litellm_settings = {"callbacks": ["prometheus"], "require_auth_for_metrics_endpoint": False}
     if settings["gateway_cache_enabled"]:
@@ -104,7 +114,7 @@ def litellm_config(settings, *, model_list, redis, guard=None) -> dict:
         "model_list": list(model_list) + list(settings["gateway_extra_models"] or []),
         "litellm_settings": _merge(litellm_settings, settings["gateway_litellm_settings"]),
         "router_settings": _merge(router, settings["gateway_router_settings"]),
-        "general_settings": _merge({"master_key": "os.environ/LITELLM_MASTER_KEY"}, settings["gateway_general_settings"]),
+        "general_settings": _merge(_general_settings(settings, database), settings["gateway_general_settings"]),
     }
     if guard:
         # The seed's input_moderation/output_moderation keys do not exist in LiteLLM: moderation is a

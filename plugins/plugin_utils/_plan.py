@@ -23,6 +23,7 @@ from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._settings import 
 from ansible_collections.llmops.gpu_stack.plugins.plugin_utils._topology import Place, host_address, is_ip
 
 GUARD_SERVICE = "moderation-engine"
+DATABASE_SERVICE = "litellm-db"
 ENGINE_ENV_FILE = "engine"
 # The secrets each role needs (checked when the host runs the role).
 MIN_SECRET_LENGTH = 16
@@ -95,6 +96,7 @@ def _images(settings):
         "engine": engine,
         "litellm": settings.get("gateway_litellm_image") or "ghcr.io/berriai/litellm:v%s" % settings.get("gateway_litellm_version"),
         "redis": settings.get("gateway_redis_image"),
+        "postgres": settings.get("gateway_database_image"),
         "prometheus": settings.get("monitoring_prometheus_image"),
         "guard": settings.get("moderation_image") or engine,
     }
@@ -107,6 +109,7 @@ def _image_variables(settings):
         "engine": "inference_engine_image" if settings.get("inference_engine_image") else "inference_engine_version",
         "litellm": "gateway_litellm_image" if settings.get("gateway_litellm_image") else "gateway_litellm_version",
         "redis": "gateway_redis_image",
+        "postgres": "gateway_database_image",
         "prometheus": "monitoring_prometheus_image",
         "guard": "moderation_image" if settings.get("moderation_image") else
                  ("inference_engine_image" if settings.get("inference_engine_image") else "inference_engine_version"),
@@ -247,7 +250,7 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
     bind = str(settings.get("inference_engine_bind_address") or "").strip() or address
     allowed = settings.get("inference_engine_allowed_sources") or []
     sources = list(allowed) if allowed else gateway_addresses
-    firewall = {"engine": [], "redis": []}
+    firewall = {"engine": [], "redis": [], "database": []}
     published = {}
 
     port_variables = {}
@@ -396,7 +399,7 @@ def stack_plan(host, hostvars, groups, *, own=None, gpu_info=None, model_configs
     } if settings.get("gpu_stack_host_checks") else None
     if settings.get("gpu_stack_firewall"):
         refused = set()
-        for entry in firewall["engine"] + firewall["redis"]:
+        for entry in firewall["engine"] + firewall["redis"] + firewall["database"]:
             # iptables-restore refuses an IPv6 destination in the IPv4 rules (the unit would fail at start).
             if is_ip(entry["address"]) and _rules.ipv4_source(entry["address"]) and entry["address"] not in refused:
                 refused.add(entry["address"])
@@ -535,14 +538,25 @@ def _gateway_part(fleet, settings, place, host, *, problems, plan, add, images, 
     if _rules.port(settings.get("gateway_port")) is None:
         publish(int(settings.get("gateway_port")), "litellm-proxy", "gateway_port")
 
+    database = _database_part(fleet, settings, place, host, problems=problems, plan=plan, publish=publish)
+
     guard_files = _gateway.GUARDRAIL_FILES if guard else ()
-    depends = [e["name"] for e in own_engines] + (["redis-cache"] if runs_redis else []) + ([GUARD_SERVICE] if guard else [])
+    depends = ([e["name"] for e in own_engines] + (["redis-cache"] if runs_redis else [])
+               + ([DATABASE_SERVICE] if database and database["runs"] else []) + ([GUARD_SERVICE] if guard else []))
     add("gateway", "litellm-proxy", _services.litellm_service(
         image=images["litellm"], root=root, env_file=root + "/secrets/litellm-proxy.env",
         workers=_int(settings.get("gateway_num_workers"), 1),
         max_requests_before_restart=_int(settings.get("gateway_max_requests_before_restart"), 0),
         bind_address=settings.get("gateway_bind_address"), port=_int(settings.get("gateway_port"), 4000),
-        guardrail_files=guard_files, depends_on=depends), "litellm")
+        guardrail_files=guard_files, depends_on=depends,
+        database=database and {"host": "%s:%d" % (database["host"], database["port"]), "user": database["user"],
+                               "name": database["name"]}), "litellm")
+    if database and database["runs"]:
+        problems.check("gateway_database_image", settings.get("gateway_database_image"), _rules.image_ref)
+        add("gateway", DATABASE_SERVICE, _services.postgres_service(
+            image=images["postgres"], root=root, env_file=root + "/secrets/%s.env" % DATABASE_SERVICE,
+            user=database["user"], name=database["name"], ports=database["ports"]), "postgres")
+        plan["secrets"][DATABASE_SERVICE] = {"POSTGRES_PASSWORD": [host, "gateway_database_password"]}
     if runs_redis:
         problems.check("gateway_redis_image", settings.get("gateway_redis_image"), _rules.image_ref)
         add("gateway", "redis-cache", _services.redis_service(image=images["redis"], root=root,
@@ -553,6 +567,9 @@ def _gateway_part(fleet, settings, place, host, *, problems, plan, add, images, 
                "REDIS_PASSWORD": [first if (not external and not runs_redis) else host, "gateway_redis_password"]}
     for env, owner in key_envs.items():
         secrets[env] = [owner, "inference_engine_api_key"]
+    if database:
+        secrets["DATABASE_PASSWORD"] = [database["owner"], "gateway_database_password"]
+        secrets["LITELLM_SALT_KEY"] = [host, "gateway_salt_key"]
     if guard:
         secrets["MODERATION_API_KEY"] = [host, "moderation_api_key"]
     plan["secrets"]["litellm-proxy"] = secrets
@@ -566,12 +583,60 @@ def _gateway_part(fleet, settings, place, host, *, problems, plan, add, images, 
         "redis": redis,
         "runs_redis": runs_redis,
         "redis_shared": shared,
+        "database": database and {k: database[k] for k in ("host", "port", "name", "user", "runs", "shared")},
         "port": _int(settings.get("gateway_port"), 4000),
         "deployment_ids": [d["model_info"]["id"] for d in model_list],
         "aliases": sorted({d["model_name"] for d in model_list}),
-        "litellm_config": _gateway.litellm_config(settings, model_list=model_list, redis=redis, guard=guard),
+        "litellm_config": _gateway.litellm_config(settings, model_list=model_list, redis=redis, guard=guard,
+                                                  database=bool(database)),
         "guardrail_files": list(guard_files),
     }
+
+
+def _database_part(fleet, settings, place, host, *, problems, plan, publish):
+    """Postgres for LiteLLM's keys, teams, budgets and spend: an external one (gateway_database_host),
+    this host's litellm-db, or, on a fleet, the first gateway's (published on its address for the
+    other gateways only, like the shared Redis). None when gateway_database is off."""
+    enabled = settings.get("gateway_database")
+    if not isinstance(enabled, bool):
+        problems.add("gateway_database", enabled, "true or false")
+    if not enabled:
+        return None
+    for name in ("gateway_database_name", "gateway_database_user"):
+        problems.check(name, settings.get(name), _rules.sql_identifier)
+    problems.check("gateway_database_port", settings.get("gateway_database_port"), _rules.port)
+    external = str(settings.get("gateway_database_host") or "").strip()
+    first = place.first_gateway
+    runs = not external and (host not in place.gateway_members or host == first)
+    shared = runs and host in place.gateway_members and len(place.gateway_members) > 1
+    port = _int(settings.get("gateway_database_port"), 5432)
+    database = {"name": settings.get("gateway_database_name"), "user": settings.get("gateway_database_user"),
+                "runs": runs, "shared": shared, "ports": [], "owner": host}
+    if external:
+        database.update(host=external, port=port)
+    elif runs:
+        database.update(host=DATABASE_SERVICE, port=5432)
+    else:
+        other = fleet.settings(first)
+        database.update(host=host_address(other)[0], port=_int(other.get("gateway_database_port"), 5432), owner=first,
+                        name=other.get("gateway_database_name"), user=other.get("gateway_database_user"))
+        for name in ("gateway_database_password", "gateway_salt_key"):
+            if other.get(name) != settings.get(name):
+                problems.add(name, settings.get(name), "the same value as on %s, whose database this gateway shares" % first,
+                             secret=True)
+        if other.get("gateway_database") is not True:
+            problems.add("gateway_database", enabled, "the same as on %s (the first gateway, which would run the database)"
+                         % first)
+    if shared:
+        if not is_ip(plan["address"]):
+            problems.add("gpu_stack_address", plan["address"], "this host's IP address: the other gateways share its database "
+                         "(found from %s); or set gateway_database_host to an external Postgres" % plan["address_from"])
+        database["ports"].append("%s:%d:5432" % (plan["address"], port))
+        plan["firewall"]["database"].append({"port": port, "address": plan["address"], "what": DATABASE_SERVICE,
+                                             "sources": [host_address(fleet.settings(g))[0] for g in place.gateway_members
+                                                         if g != host]})
+        publish(port, DATABASE_SERVICE, "gateway_database_port")
+    return database
 
 
 def _monitoring_part(fleet, settings, place, host, *, problems, plan, add, images, root, guard):
@@ -619,6 +684,13 @@ def _check_secrets(settings, problems, plan):
     if "gateway" in roles:
         _secret(problems, settings, "gateway_master_key", prefix="sk-")
         _secret(problems, settings, "gateway_redis_password")
+        if settings.get("gateway_database") is True:
+            _secret(problems, settings, "gateway_database_password")
+            # LiteLLM escapes it with quote_plus into its URL: a space becomes "+", which Prisma reads as "+"
+            if " " in str(settings.get("gateway_database_password") or ""):
+                problems.add("gateway_database_password", settings.get("gateway_database_password"),
+                             "no space (LiteLLM puts it in the database URL as '+', and the login fails)", secret=True)
+            _secret(problems, settings, "gateway_salt_key")
     if "moderation" in roles:
         _secret(problems, settings, "moderation_api_key")
 

@@ -130,6 +130,12 @@ def service_name(value):
     return None
 
 
+def sql_identifier(value):
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        return "a lower-case SQL name: letters, digits and _, not starting with a digit, at most 63 characters"
+    return None
+
+
 def absolute_path(value):
     text = "" if value is None else str(value)
     if not text.startswith("/") or "/../" in text + "/" or text.endswith("/.") or "//" in text:

@@ -114,7 +114,7 @@ def vllm_service(engine: dict, *, image: str, accelerator: str, root: str, env_f
 
 
 def litellm_service(*, image: str, root: str, env_file: str, workers: int, max_requests_before_restart: int,
-                    bind_address: str, port: int, guardrail_files=(), depends_on=()) -> dict:
+                    bind_address: str, port: int, guardrail_files=(), depends_on=(), database=None) -> dict:
     command = ["--config", "/app/config.yaml", "--port", "4000", "--num_workers", str(workers)]
     if max_requests_before_restart > 0:
         command += ["--max_requests_before_restart", str(max_requests_before_restart)]
@@ -124,6 +124,11 @@ def litellm_service(*, image: str, root: str, env_file: str, workers: int, max_r
         "LITELLM_LOG": "ERROR",
         "NVIDIA_VISIBLE_DEVICES": "void",
     }
+    if database:
+        # LiteLLM builds DATABASE_URL from these (escaping the password, which the env file holds as
+        # DATABASE_PASSWORD) and runs its migrations at start.
+        environment.update({"DATABASE_HOST": database["host"], "DATABASE_USERNAME": database["user"],
+                            "DATABASE_NAME": database["name"]})
     service = {"image": image, "container_name": "litellm-proxy", "restart": "unless-stopped", "runtime": RUNTIME,
                "command": command, "env_file": [env_file], "environment": environment}
     if workers > 1:
@@ -163,6 +168,25 @@ def redis_service(*, image: str, root: str, env_file: str, ports=()) -> dict:
         service["ports"] = list(ports)
     service["healthcheck"] = {"test": ["CMD-SHELL", 'REDISCLI_AUTH="${REDIS_PASSWORD}" redis-cli ping | grep -q PONG'],
                               "interval": "10s", "timeout": "5s", "retries": 5, "start_period": "10s"}
+    service["logging"] = LOGGING
+    return service
+
+
+def postgres_service(*, image: str, root: str, env_file: str, user: str, name: str, ports=()) -> dict:
+    """litellm-db: the official postgres image; the password only in the env file (POSTGRES_PASSWORD),
+    data in data/postgres (the official 18 image keeps PGDATA in /var/lib/postgresql/18/docker)."""
+    service = {
+        "image": image, "container_name": "litellm-db", "restart": "unless-stopped", "runtime": RUNTIME,
+        "env_file": [env_file],
+        "environment": {"POSTGRES_USER": user, "POSTGRES_DB": name, "NVIDIA_VISIBLE_DEVICES": "void"},
+        "volumes": [{"type": "bind", "source": root + "/data/postgres", "target": "/var/lib/postgresql"}],
+        # A fast shutdown (the image's STOPSIGNAL is SIGINT) with time to write its checkpoint.
+        "stop_grace_period": "60s",
+    }
+    if ports:
+        service["ports"] = list(ports)
+    service["healthcheck"] = {"test": ["CMD-SHELL", 'pg_isready -q -h 127.0.0.1 -U "${POSTGRES_USER}" -d "${POSTGRES_DB}"'],
+                              "interval": "10s", "timeout": "5s", "retries": 5, "start_period": "30s"}
     service["logging"] = LOGGING
     return service
 

@@ -33,7 +33,8 @@ PLAN_ROLES = {
     "nvidia_container_toolkit": "nvidia_container_toolkit_",
 }
 # Secrets of those roles: they have no default; the plan never copies their values.
-SECRETS = ("inference_engine_api_key", "gateway_master_key", "gateway_redis_password", "moderation_api_key")
+SECRETS = ("inference_engine_api_key", "gateway_master_key", "gateway_redis_password", "gateway_database_password",
+           "gateway_salt_key", "moderation_api_key")
 # The variable-name pattern of everything the plan reads (for lookup('varnames', ...)).
 VARNAMES_PATTERN = "^(%s)" % "|".join(sorted(PLAN_ROLES.values()))
 

@@ -254,6 +254,16 @@ def test_spend_and_tokens_are_recorded_per_key_and_team(stack):
     rows = sp.psql(stack.postgres, sql).strip()
     assert rows == f"3|{sum(usage)}"
 
+    # the same per key and team in the gateway's Prometheus metrics
+    def metric(name):
+        with urllib.request.urlopen(stack.gateway.url + "/metrics/", timeout=30) as response:
+            text = response.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name + "{") and f'team="{team}"' in line and 'api_key_alias="spend-key"' in line)
+
+    assert metric("litellm_total_tokens_metric_total") == sum(usage)
+    assert metric("litellm_spend_metric_total") == pytest.approx(expected, rel=1e-3)
+
 
 def test_an_update_changes_a_key_in_place(stack):
     key = new_key(stack.gateway, key_alias="update-me", rpm_limit=1)
@@ -341,3 +351,27 @@ def test_keys_and_spend_survive_a_restart_of_gateway_and_database(stack):
     status, body = call(stack.gateway, f"/key/info?key={key}")
     assert status == 200 and body["info"]["spend"] == pytest.approx(spent), body
     assert chat(stack.gateway, key)[0] == 200
+
+
+def test_a_dump_restores_keys_and_spend_into_a_new_database(stack, tmp_path):
+    """docs/gateway-keys.md's backup and restore: pg_dump -Fc, pg_restore into an empty database, a
+    gateway on the restored database knows the key and its spend."""
+    key = new_key(stack.gateway, key_alias="backed-up")
+    assert chat(stack.gateway, key)[0] == 200
+    spent = until(lambda: call(stack.gateway, f"/key/info?key={key}")[1]["info"]["spend"])
+    time.sleep(1.5)  # the batch write
+    dump = tmp_path / "litellm.dump"
+    environ = dict(os.environ, PGPASSWORD=stack.postgres.password)
+    target = ["-h", sp.LOOPBACK, "-p", str(stack.postgres.port), "-U", "postgres"]
+    subprocess.run(["pg_dump", *target, "-d", "litellm", "-Fc", "-f", dump], env=environ, check=True, timeout=120)
+    sp.psql(stack.postgres, 'CREATE DATABASE "restored"', database="postgres")
+    subprocess.run(["pg_restore", *target, "-d", "restored", "--no-owner", dump], env=environ, check=True, timeout=120,
+                   capture_output=True)
+    url = stack.postgres.database_url.rsplit("/", 1)[0] + "/restored"
+    venv = sp.litellm_venv()
+    restored = sp.litellm_proxy(tmp_path, engine_url=stack.engine.url, engine_key=ENGINE_KEY, master_key=MASTER, venv=venv,
+                                config=gateway_config(stack.engine.url), env=sp.litellm_db_env(url, venv), name="restored")
+    with restored:
+        status, body = call(restored, f"/key/info?key={key}")
+        assert status == 200 and body["info"]["spend"] == pytest.approx(spent), body
+        assert chat(restored, key)[0] == 200

@@ -53,7 +53,8 @@ TAG = "1.0"
 MANIFESTS = ", ".join(["application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json",
                        "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json"])
 SECRETS = {"gateway_master_key": "sk-test-only-lock-master", "inference_engine_api_key": "test-only-lock-engine-key",
-           "gateway_redis_password": "test-only-lock-redis-pass"}
+           "gateway_redis_password": "test-only-lock-redis-pass", "gateway_database_password": "test-only-lock-db-pass",
+           "gateway_salt_key": "test-only-lock-salt-key"}
 LOCK_PLAYBOOK = "llmops.gpu_stack.lock_images"
 PULL_PLAYBOOK = sf.ROOT / "tests" / "integration" / "playbooks" / "pull_images.yml"
 OUTPUT = sf.ROOT / "tests" / "output"

@@ -25,7 +25,8 @@ HOSTS = ("gw-1", "gw-2", "gpu-a", "gpu-b", "solo")
 GATEWAYS = ("gw-1", "gw-2", "solo")
 ENGINE_KEY = "test-only-engine-key-0123"
 GPU_B_KEY = "test-only-gpu-b-engine-key"
-SECRETS = (ENGINE_KEY, GPU_B_KEY, "sk-test-only-master-key", "test-only-redis-password")
+SECRETS = (ENGINE_KEY, GPU_B_KEY, "sk-test-only-master-key", "test-only-redis-password", "test-only-database-password",
+           "test-only-salt-key-0001")
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +71,15 @@ def firewall_files(fleet, host) -> dict:
 
 
 def test_each_host_runs_the_services_of_its_part(fleet):
-    assert sorted(compose(fleet, "gw-1")["services"]) == ["inference-engine", "litellm-proxy", "prometheus", "redis-cache"]
+    assert sorted(compose(fleet, "gw-1")["services"]) == ["inference-engine", "litellm-db", "litellm-proxy", "prometheus", "redis-cache"]
     assert sorted(compose(fleet, "gw-2")["services"]) == ["litellm-proxy", "prometheus"]
     assert sorted(compose(fleet, "gpu-a")["services"]) == ["inference-engine"]
     assert sorted(compose(fleet, "gpu-b")["services"]) == ["inference-engine", "inference-engine-2"]
-    assert sorted(compose(fleet, "solo")["services"]) == ["inference-engine", "litellm-proxy", "prometheus", "redis-cache"]
+    assert sorted(compose(fleet, "solo")["services"]) == ["inference-engine", "litellm-db", "litellm-proxy", "prometheus", "redis-cache"]
+    # gw-2 uses gw-1's database, published on gw-1's address for gw-2 only
+    assert compose(fleet, "gw-1")["services"]["litellm-db"]["ports"] == ["10.0.0.5:5432:5432"]
+    assert compose(fleet, "gw-2")["services"]["litellm-proxy"]["environment"]["DATABASE_HOST"] == "10.0.0.5:5432"
+    assert "ports" not in compose(fleet, "solo")["services"]["litellm-db"]
     # each host's compose.yaml names the roles it runs (a GPU host the toolkit too)
     assert "(inference_engine)" in (stack(fleet, "gpu-b") / "compose.yaml").read_text(encoding="utf-8")
     assert "(nvidia_container_toolkit, inference_engine)" in (stack(fleet, "gpu-a") / "compose.yaml").read_text(encoding="utf-8")
@@ -142,9 +147,10 @@ def test_secrets_go_only_where_they_are_used(fleet, rendered):
     assert secrets(fleet, "gpu-b") == {"engine": {"VLLM_API_KEY": GPU_B_KEY}}
     gw2 = secrets(fleet, "gw-2")
     assert sorted(gw2) == ["litellm-proxy"], "no engine and no Redis of its own"
-    assert sorted(gw2["litellm-proxy"]) == ["LITELLM_MASTER_KEY", "REDIS_PASSWORD", "VLLM_API_KEY", "VLLM_API_KEY_GPU_B"]
+    assert sorted(gw2["litellm-proxy"]) == ["DATABASE_PASSWORD", "LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "REDIS_PASSWORD", "VLLM_API_KEY",
+                                            "VLLM_API_KEY_GPU_B"]
     assert gw2["litellm-proxy"]["VLLM_API_KEY_GPU_B"] == GPU_B_KEY
-    assert sorted(secrets(fleet, "gw-1")) == ["engine", "litellm-proxy", "redis-cache"]
+    assert sorted(secrets(fleet, "gw-1")) == ["engine", "litellm-db", "litellm-proxy", "redis-cache"]
     proxy = compose(fleet, "gw-2")["services"]["litellm-proxy"]
     assert proxy["env_file"] == [str(stack(fleet, "gw-2") / "secrets" / "litellm-proxy.env")]
     assert not any(name.startswith("VLLM_API_KEY") for name in proxy["environment"])

@@ -45,6 +45,8 @@ SECRETS = {
     "gateway_master_key": "sk-test-only-master-key",
     "inference_engine_api_key": "test-only-engine-key-0123",
     "gateway_redis_password": "test-only-redis-password",
+    "gateway_database_password": "test-only-database-password",
+    "gateway_salt_key": "test-only-salt-key-0001",
 }
 GUARD_KEY = "test-only-guard-key-0123"
 ALL_SECRETS = (*SECRETS.values(), GUARD_KEY)
@@ -147,7 +149,7 @@ def compose_env(tmp_path_factory):
 def test_images():
     """The stand-ins for the stack's upstream images (tests/harness/images): {name: image}."""
     base = sf.run([sf.HARNESS / "base-image.sh"]).stdout.strip().splitlines()[-1]
-    names = ("standin-engine", "standin-guard", "litellm", "redis", "prometheus")
+    names = ("standin-engine", "standin-guard", "litellm", "redis", "postgres", "prometheus")
     out = sf.run([sf.HARNESS / "images" / "build.sh", *names], env=dict(os.environ, BASE_IMAGE=base), timeout=1800)
     return dict(zip(names, out.stdout.strip().splitlines()[-len(names):], strict=True))
 
@@ -157,7 +159,7 @@ def checked_vars(test_images) -> dict:
     return {"gpu_stack_validate": True, "gpu_stack_pull": "never",
             "inference_engine_image": test_images["standin-engine"], "moderation_image": test_images["standin-guard"],
             "gateway_litellm_image": test_images["litellm"], "gateway_redis_image": test_images["redis"],
-            "monitoring_prometheus_image": test_images["prometheus"]}
+            "gateway_database_image": test_images["postgres"], "monitoring_prometheus_image": test_images["prometheus"]}
 
 
 @pytest.fixture(scope="module")
@@ -382,7 +384,7 @@ def test_common_service_settings(rendered, name):
         if "deploy" not in spec:
             assert spec["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void", svc
     gateway = doc["services"]["litellm-proxy"]
-    assert gateway["depends_on"] == {svc: {"condition": "service_healthy"} for svc in [*engines, "redis-cache"]}
+    assert gateway["depends_on"] == {svc: {"condition": "service_healthy"} for svc in [*engines, "redis-cache", "litellm-db"]}
     assert gateway["environment"]["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
     assert gateway["environment"]["LITELLM_LOG"] == "ERROR"
     assert "/health/liveliness" in " ".join(gateway["healthcheck"]["test"])
@@ -393,6 +395,11 @@ def test_common_service_settings(rendered, name):
     assert "--appendonly yes" in redis["command"][-1]
     assert "REDISCLI_AUTH" in redis["healthcheck"]["test"][1]
     assert redis["env_file"] == [str(stack / "secrets" / "redis-cache.env")]
+    database = doc["services"]["litellm-db"]
+    assert database["env_file"] == [str(stack / "secrets" / "litellm-db.env")]
+    assert "ports" not in database
+    assert database["volumes"] == [{"type": "bind", "source": str(stack / "data" / "postgres"), "target": "/var/lib/postgresql"}]
+    assert gateway["environment"]["DATABASE_HOST"] == "litellm-db:5432"
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -406,7 +413,9 @@ def test_secret_env_files(rendered, name):
     expected = {
         "engine": {"VLLM_API_KEY": SECRETS["inference_engine_api_key"]},
         "redis-cache": {"REDIS_PASSWORD": SECRETS["gateway_redis_password"]},
+        "litellm-db": {"POSTGRES_PASSWORD": SECRETS["gateway_database_password"]},
         "litellm-proxy": {"LITELLM_MASTER_KEY": SECRETS["gateway_master_key"], "REDIS_PASSWORD": SECRETS["gateway_redis_password"],
+                          "DATABASE_PASSWORD": SECRETS["gateway_database_password"], "LITELLM_SALT_KEY": SECRETS["gateway_salt_key"],
                           "VLLM_API_KEY": SECRETS["inference_engine_api_key"], **({"MODERATION_API_KEY": GUARD_KEY} if moderation else {})},
         **({"moderation-engine": {"VLLM_API_KEY": GUARD_KEY}} if moderation else {}),
     }
@@ -452,6 +461,7 @@ def test_registry_prefix(rendered):
         "inference-engine": f"registry.internal:5000/vllm/vllm-openai:v{VLLM}",
         "litellm-proxy": f"registry.internal:5000/berriai/litellm:v{LITELLM}",
         "redis-cache": f"registry.internal:5000/{REDIS_IMAGE}",
+        "litellm-db": f"registry.internal:5000/{DEFAULTS['gateway']['gateway_database_image']}",
         "prometheus": f"registry.internal:5000/{PROMETHEUS_IMAGE}",
     }
     assert compose(rendered["gpu-all"])["services"]["litellm-proxy"]["image"] == f"ghcr.io/berriai/litellm:v{LITELLM}"
@@ -483,7 +493,7 @@ def test_litellm_config_defaults(rendered):
         }
     ]
     assert cfg["litellm_settings"] == {"callbacks": ["prometheus"], "require_auth_for_metrics_endpoint": False}
-    assert cfg["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY"}
+    assert cfg["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY", "allow_requests_on_db_unavailable": False}
     router = cfg["router_settings"]
     assert router["routing_strategy"] == "simple-shuffle"
     assert (router["num_retries"], router["allowed_fails"], router["cooldown_time"], router["timeout"]) == (2, 3, 5, 600)
@@ -518,7 +528,7 @@ def test_litellm_settings_variant(rendered):
 def test_several_engines_on_one_gpu_host(rendered):
     stack = rendered["engines"]
     services = compose(stack)["services"]
-    assert sorted(services) == ["big", "inference-engine", "inference-engine-2", "litellm-proxy", "prometheus", "redis-cache"]
+    assert sorted(services) == ["big", "inference-engine", "inference-engine-2", "litellm-db", "litellm-proxy", "prometheus", "redis-cache"]
     expected = {"inference-engine": (["0", "1"], "8001", "2", "qwen3-8b", "/models/Qwen3-8B"),
                 "inference-engine-2": (["2", "3"], "8002", "2", "qwen3-8b", "/models/Qwen3-8B"),
                 "big": (["4", "5", "6", "7"], "9000", "4", "qwen3-32b", "/models/Qwen3-32B")}
@@ -541,7 +551,7 @@ def test_several_engines_on_one_gpu_host(rendered):
         ("qwen3-32b", "http://big:9000/v1", "engines/big", None),
     ]
     assert services["litellm-proxy"]["depends_on"] == {
-        name: {"condition": "service_healthy"} for name in ("inference-engine", "inference-engine-2", "big", "redis-cache")}
+        name: {"condition": "service_healthy"} for name in ("inference-engine", "inference-engine-2", "big", "redis-cache", "litellm-db")}
     prom = sf.load_yaml(stack / "config" / "prometheus" / "prometheus.yml")
     (engines,) = [job for job in prom["scrape_configs"] if job["job_name"] == "inference-engine"]
     assert [(c["targets"], c["labels"]["engine"]) for c in engines["static_configs"]] == [

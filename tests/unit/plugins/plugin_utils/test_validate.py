@@ -26,7 +26,8 @@ from .test_plan import SAMPLE_GROUPS, load_fleet
 
 INVENTORY = pathlib.Path(__file__).with_name("fleet_inventory")
 SECRETS = {"inference_engine_api_key": "engine-key-0123456789", "gateway_master_key": "sk-master-0123456789",
-           "gateway_redis_password": "redis-pass-0123456789"}
+           "gateway_redis_password": "redis-pass-0123456789", "gateway_database_password": "db-pass-0123456789",
+           "gateway_salt_key": "salt-key-0123456789"}
 ALIAS_M = [{"alias": "m", "repo_id": "x/m"}]
 
 
