@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Same contract as the official postgres image's entrypoint, as far as the stack uses it: flags
 # become `postgres ...`; as root, PGDATA is made and handed to the postgres user and this script
 # runs again as that user; an empty PGDATA is initialised (POSTGRES_PASSWORD required, like the
