@@ -121,7 +121,7 @@ prebuild_pid=
 prebuild_images() {
   local base
   base=$("$here/base-image.sh" | tail -n1) &&
-    BASE_IMAGE=$base "$here/images/registry.sh" push redis prometheus litellm vllm-cpu standin-guard
+    BASE_IMAGE=$base "$here/images/registry.sh" push redis postgres prometheus litellm vllm-cpu standin-guard
 }
 
 step yamllint yamllint -s .

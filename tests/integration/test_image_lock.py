@@ -48,7 +48,7 @@ PUSH_LOCK = pathlib.Path("/var/tmp/llmops-harness-locks/registry-push.lock")
 REPO = "llmops-locktest"
 # image variable -> repository of this test (a CPU host with the gateway and Prometheus)
 IMAGES = {"inference_engine_image": "engine", "gateway_litellm_image": "litellm", "gateway_redis_image": "redis",
-          "monitoring_prometheus_image": "prometheus"}
+          "gateway_database_image": "postgres", "monitoring_prometheus_image": "prometheus"}
 TAG = "1.0"
 MANIFESTS = ", ".join(["application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json",
                        "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json"])
